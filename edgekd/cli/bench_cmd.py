@@ -1,0 +1,5 @@
+"""`edgekd` commands: bench."""
+
+import click
+
+from edgekd.cli.app import cli

@@ -1,0 +1,5 @@
+"""`edgekd` commands: data."""
+
+import click
+
+from edgekd.cli.app import cli

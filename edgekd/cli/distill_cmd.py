@@ -1,0 +1,5 @@
+"""`edgekd` commands: distill."""
+
+import click
+
+from edgekd.cli.app import cli

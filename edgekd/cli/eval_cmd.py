@@ -1,0 +1,5 @@
+"""`edgekd` commands: eval."""
+
+import click
+
+from edgekd.cli.app import cli

@@ -1,0 +1,5 @@
+"""`edgekd` commands: export."""
+
+import click
+
+from edgekd.cli.app import cli

@@ -1,0 +1,5 @@
+"""`edgekd` commands: models."""
+
+import click
+
+from edgekd.cli.app import cli

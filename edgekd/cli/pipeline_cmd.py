@@ -1,0 +1,5 @@
+"""`edgekd` commands: pipeline."""
+
+import click
+
+from edgekd.cli.app import cli

@@ -1,0 +1,5 @@
+"""`edgekd` commands: report."""
+
+import click
+
+from edgekd.cli.app import cli

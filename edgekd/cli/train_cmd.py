@@ -1,0 +1,5 @@
+"""`edgekd` commands: train."""
+
+import click
+
+from edgekd.cli.app import cli
