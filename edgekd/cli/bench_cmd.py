@@ -3,3 +3,50 @@
 import click
 
 from edgekd.cli.app import cli
+
+
+def _batches(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 1,8,32") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"{value!r}: batch sizes must be >= 1")
+    return out
+
+
+@cli.command()
+@click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine (.engine/.plan) to benchmark.")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="ONNX file to benchmark (ONNX Runtime).")
+@click.option("--model", help="Registry model name (PyTorch; random init unless --weights).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="PyTorch checkpoint (architecture auto-detected).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N (ONNX: also tensorrt, auto).")
+@click.option("--precision", default="fp32", show_default=True, help="PyTorch precision (fp32, fp16, bf16).")
+@click.option("--batch-sizes", "-b", default="1,8,32", show_default=True, callback=_batches,
+              help="Comma-separated batch sizes.")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0), help="Untimed calls per batch size.")
+@click.option("--iterations", "-n", default=20, show_default=True, type=click.IntRange(1),
+              help="At least this many timed calls per batch size.")
+@click.option("--min-time", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="...and at least this many seconds per batch size.")
+@click.option("--video", type=click.Path(), help="Video file (needs OpenCV) or folder of frames: per-frame time "
+              "with decode + preprocessing vs inference only, at batch 1.")
+@click.option("--frames", "max_frames", default=200, show_default=True, type=click.IntRange(1),
+              help="At most this many frames from --video.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the bench JSON here.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def bench(engine, onnx_path, model, weights, device, precision, batch_sizes, warmup, iterations, min_time, video,
+          max_frames, out, quiet):
+    """Latency (mean ± std, p50/p90/p99), throughput and memory of an engine, ONNX file or PyTorch model."""
+    from edgekd.bench import format_bench, run_bench
+    from edgekd.io import write_json_atomic
+
+    if onnx_path is None and engine is None and model is None and weights is None:
+        raise click.UsageError("give one of --engine, --onnx, --model or --weights")
+    result = run_bench(engine=engine, onnx=onnx_path, model=model, weights=weights, device=device,
+                       precision=precision, batch_sizes=batch_sizes, warmup=warmup, iterations=iterations,
+                       min_time_s=min_time, video=video, max_frames=max_frames, progress=not quiet)
+    click.echo(format_bench(result))
+    if out:
+        write_json_atomic(out, result)
+        click.echo(f"wrote {out}")

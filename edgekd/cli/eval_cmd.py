@@ -3,3 +3,50 @@
 import click
 
 from edgekd.cli.app import cli
+
+
+@cli.command("eval")
+@click.option("--weights", type=click.Path(dir_okay=False), help="PyTorch checkpoint (architecture auto-detected).")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="ONNX file, run with ONNX Runtime.")
+@click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine (.engine/.plan) with its .json sidecar.")
+@click.option("--model", help="Registry name: forces the architecture of --weights, or the preprocessing of an "
+                               "--onnx file without edgekd metadata.")
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="Verification set: insightface .bin or LFW pairs.txt.")
+@click.option("--images-root", type=click.Path(file_okay=False), help="Images of pairs.txt (default aligned_112x112/ beside it).")
+@click.option("--json", "out_json", type=click.Path(dir_okay=False), help="Write the results here (atomically).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a ROC curve PNG here.")
+@click.option("--reference", type=click.Path(dir_okay=False),
+              help="FP32 checkpoint or artifact to compare embeddings with (min/mean cosine on the same images).")
+@click.option("--flip", type=click.Choice(["sum", "concat", "none"]), default="sum", show_default=True,
+              help="Flip test-time augmentation: emb(x)+emb(flip x) (insightface) or concatenated (2D-d).")
+@click.option("--no-flip", is_flag=True, help="Same as --flip none.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--resize", is_flag=True, help="Resize images of another size (with a warning) instead of failing.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda[:N], auto (PyTorch / ONNX Runtime).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="PyTorch compute precision (artifacts carry their own).")
+@click.option("--channels-last", is_flag=True, help="PyTorch: channels_last memory format.")
+@click.option("--compile", "use_compile", is_flag=True, help="PyTorch: torch.compile the model.")
+@click.option("--cuda-graph", is_flag=True, help="PyTorch on CUDA: replay a captured CUDA graph per batch size.")
+@click.option("--providers", help="ONNX Runtime execution providers, comma separated (default: by --device).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (torch intra-op / ORT intra-op).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plot, reference, flip, no_flip,
+             batch_size, resize, device, precision, channels_last, use_compile, cuda_graph, providers, threads, quiet):
+    """Verification accuracy (10-fold, insightface protocol), TAR@FAR, EER, AUC and speed of a model or artifact."""
+    import warnings
+
+    from edgekd.eval.run import run_eval, summary_table
+
+    warnings.formatwarning = lambda msg, *a, **k: f"Warning: {msg}\n"
+    result = run_eval(
+        data, weights=weights, onnx=onnx_path, engine=engine, model=model, out_json=out_json, plot=plot,
+        reference=reference, flip="none" if no_flip else flip, batch_size=batch_size, resize=resize,
+        images_root=images_root, device=device, precision=precision,
+        providers=providers.split(",") if providers else None, threads=threads,
+        torch_kw={"channels_last": channels_last, "compile": use_compile, "cuda_graph": cuda_graph},
+        progress=not quiet,
+    )
+    click.echo(summary_table(result))
+    if out_json:
+        click.echo(f"wrote {out_json}")

@@ -1,0 +1,179 @@
+"""Memory figures of a benchmark run: GPU memory of this process (NVML), torch's CUDA peak (only when torch is the
+runtime), Jetson unified memory (/proc/meminfo or tegrastats) and the CPU peak RSS.
+
+Never imports torch: torch's figure is read only when torch is already loaded by the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+
+
+def is_jetson() -> bool:
+    return TEGRA_RELEASE.exists()
+
+
+def rss_peak_bytes() -> int:
+    """Peak resident set size of this process over its lifetime (Linux reports ru_maxrss in KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def torch_peak_bytes() -> int | None:
+    """torch's peak CUDA allocation, only if torch is already imported and CUDA was initialised."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        if not torch.cuda.is_initialized():
+            return None
+        return int(torch.cuda.max_memory_allocated())
+    except Exception:  # noqa: BLE001 - a broken CUDA setup means "not measurable", not a failed benchmark
+        return None
+
+
+def meminfo_used_bytes(path: str = "/proc/meminfo") -> int | None:
+    """System memory in use (MemTotal - MemAvailable): on Jetson CPU and GPU share it (unified memory)."""
+    try:
+        fields = {}
+        for line in Path(path).read_text().splitlines():
+            name, _, rest = line.partition(":")
+            fields[name.strip()] = int(rest.split()[0]) * 1024
+        return fields["MemTotal"] - fields["MemAvailable"]
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+_TEGRA_RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
+
+
+def parse_tegrastats_ram(line: str) -> int | None:
+    """`RAM 2345/7764MB ...` -> used bytes."""
+    m = _TEGRA_RAM.search(line)
+    return int(m.group(1)) * 1024 * 1024 if m else None
+
+
+class _Nvml:
+    """GPU memory used by this process, summed over devices; None where NVML is unavailable (CPU hosts, Jetson)."""
+
+    def __init__(self) -> None:
+        self.ok = False
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nv = pynvml
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            self.ok = True
+        except Exception:  # noqa: BLE001 - missing library/driver: GPU memory is not measurable here
+            pass
+
+    def process_bytes(self) -> int | None:
+        if not self.ok:
+            return None
+        pid, total, seen = os.getpid(), 0, False
+        for h in self._handles:
+            try:
+                procs = self._nv.nvmlDeviceGetComputeRunningProcesses(h)
+            except Exception:  # noqa: BLE001
+                continue
+            for p in procs:
+                if p.pid == pid and p.usedGpuMemory is not None:
+                    total += int(p.usedGpuMemory)
+                    seen = True
+        return total if seen else None
+
+    def close(self) -> None:
+        if self.ok:
+            try:
+                self._nv.nvmlShutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class MemorySampler:
+    """Samples the GPU/unified figures in a background thread while the benchmark runs, keeping the peaks.
+
+    Usage: `with MemorySampler() as m: ...; m.result()` -> the contract's bench `memory` block.
+    """
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self.interval_s = interval_s
+        self._nvml = _Nvml()
+        self._jetson = is_jetson()
+        self.gpu_peak: int | None = None
+        self.unified_peak: int | None = None
+        self.unified_baseline = meminfo_used_bytes() if self._jetson else None
+        self.unified_source: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tegra: subprocess.Popen | None = None
+
+    def _max(self, a: int | None, b: int | None) -> int | None:
+        return b if a is None else a if b is None else max(a, b)
+
+    def sample(self) -> None:
+        self.gpu_peak = self._max(self.gpu_peak, self._nvml.process_bytes())
+        if self._jetson and self._tegra is None:
+            used = meminfo_used_bytes()
+            if used is not None:
+                self.unified_source = "/proc/meminfo"
+                self.unified_peak = self._max(self.unified_peak, used)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def _tegra_loop(self) -> None:
+        assert self._tegra is not None and self._tegra.stdout is not None
+        for line in self._tegra.stdout:
+            used = parse_tegrastats_ram(line)
+            if used is not None:
+                self.unified_source = "tegrastats"
+                self.unified_peak = self._max(self.unified_peak, used)
+
+    def __enter__(self) -> "MemorySampler":
+        if self._jetson and shutil.which("tegrastats"):
+            try:
+                self._tegra = subprocess.Popen(
+                    ["tegrastats", "--interval", str(max(10, int(self.interval_s * 1000)))],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                )
+                threading.Thread(target=self._tegra_loop, daemon=True).start()
+            except OSError:
+                self._tegra = None
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sample()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._tegra is not None:
+            self._tegra.terminate()
+            try:
+                self._tegra.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._tegra.kill()
+        self._nvml.close()
+
+    def result(self) -> dict:
+        return {
+            "gpu_bytes": self.gpu_peak,
+            "torch_peak_bytes": torch_peak_bytes(),
+            "rss_peak_bytes": rss_peak_bytes(),
+            "unified_bytes": self.unified_peak,
+            "unified_baseline_bytes": self.unified_baseline,
+            "unified_source": self.unified_source,
+        }

@@ -1,0 +1,226 @@
+"""Training face datasets: insightface RecordIO shards, folder-per-identity trees, label lists, synthetic identities.
+
+All share the `FaceDataset` protocol; images decode lazily in `__getitem__` (in DataLoader workers), labels are
+known up front and remapped to 0..num_classes-1 (after an optional identity filter).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from pathlib import Path
+from typing import Collection, Protocol
+
+import numpy as np
+
+from tqdm import tqdm
+
+from edgekd.data.image import FACE_SIZE, decode_image, encode_jpeg, fit_size, is_jpeg
+from edgekd.data.recordio import RecordReader, unpack, write_shard
+from edgekd.errors import EdgekdError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+class FaceDataset(Protocol):
+    source: str
+    labels: np.ndarray  # int64 (len,)
+    num_classes: int
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]: ...
+
+
+def _remap(raw_labels: list, source: str) -> tuple[np.ndarray, list[str]]:
+    if not raw_labels:
+        raise EdgekdError(f"{source}: dataset is empty (no images found, or the identity filter matched none)")
+    names, labels = np.unique(np.asarray(raw_labels), return_inverse=True)
+    return labels.astype(np.int64), [str(n) for n in names]
+
+
+def _wanted(identities: Collection | None):
+    keep = None if identities is None else {str(x) for x in identities}
+    return lambda name: keep is None or str(name) in keep
+
+
+class FileFaces:
+    """One image file per sample: folder-per-identity trees and label lists."""
+
+    def __init__(self, source: str, files: list[Path], raw_labels: list, size=FACE_SIZE, resize: bool = False):
+        self.source, self.files, self.size, self.resize = source, files, tuple(size), resize
+        self.labels, self.class_names = _remap(raw_labels, source)
+        self.num_classes = len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        path = self.files[i]
+        return fit_size(decode_image(path), self.size, str(path), self.resize), int(self.labels[i])
+
+    def encoded(self, i: int) -> bytes:
+        """The original file bytes (lets `pack` copy JPEGs instead of re-encoding them)."""
+        return self.files[i].read_bytes()
+
+
+def folder_dataset(root: Path, identities=None, size=FACE_SIZE, resize=False) -> FileFaces:
+    """ImageFolder-like: one sub-folder per identity; hidden files (.DS_Store) ignored; an empty identity is an error."""
+    want = _wanted(identities)
+    files, labels = [], []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not want(d.name):
+            continue
+        imgs = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+        if not imgs:
+            raise EdgekdError(f"{d}: identity folder has no images")
+        files += imgs
+        labels += [d.name] * len(imgs)
+    return FileFaces(str(root), files, labels, size, resize)
+
+
+def label_list_dataset(label_txt: Path, identities=None, size=FACE_SIZE, resize=False) -> FileFaces:
+    """insightface label list: lines `relative/path.jpg<TAB>label`, paths relative to the list's folder."""
+    want = _wanted(identities)
+    files, labels = [], []
+    for n, line in enumerate(label_txt.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
+        if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1].strip()):
+            raise EdgekdError(f"{label_txt}:{n}: malformed line {line[:80]!r} (expected 'path<TAB>integer label')")
+        label = int(parts[1])
+        if not want(label):
+            continue
+        path = label_txt.parent / parts[0].strip()
+        if not path.is_file():
+            raise EdgekdError(f"{label_txt}:{n}: image {path} does not exist")
+        files.append(path)
+        labels.append(label)
+    return FileFaces(str(label_txt), files, labels, size, resize)
+
+
+class RecordFaces:
+    """insightface MXNet RecordIO shard: with header record 0 (images 1..label[0]-1, identity records after them)
+    or the plain im2rec layout (every key an image, any order)."""
+
+    def __init__(self, rec: Path, identities=None, size=None, resize: bool = False):
+        self.reader = RecordReader(rec)
+        self.source, self.resize = str(rec), resize
+        prop = rec.parent / "property"
+        self.size = tuple(size or (_read_property(prop)[1:] if prop.is_file() else FACE_SIZE))
+        keys, raw = self._index()
+        want = _wanted(identities)
+        sel = [i for i, lab in enumerate(raw) if want(lab)]
+        self.keys = np.asarray([keys[i] for i in sel], np.int64)
+        self.labels, self.class_names = _remap([raw[i] for i in sel], self.source)
+        self.num_classes = len(self.class_names)
+
+    def _index(self) -> tuple[list[int], list[int]]:
+        r = self.reader
+        if 0 in r.offsets:
+            flag, label, *_ = r.unpack(0)
+            if flag > 0:
+                first_id, end_id = int(label[0]), int(label[1])
+                keys = list(range(1, first_id))
+                labels = np.full(len(keys), -1, np.int64)
+                for cls, k in enumerate(range(first_id, end_id)):  # identity records: label = (first, end) image keys
+                    if k in r.offsets:
+                        _, rng, *_ = r.unpack(k)
+                        labels[int(rng[0]) - 1 : int(rng[1]) - 1] = cls
+                missing = [k for k in keys if k not in r.offsets]
+                if missing:
+                    raise EdgekdError(f"{r.idx}: header record says images 1..{first_id - 1} but key {missing[0]} is missing")
+                if (labels < 0).any():  # no identity records: read each image's own header
+                    labels = np.asarray([self._head_label(k) for k in keys])
+                return keys, labels.tolist()
+        return r.keys, [self._head_label(k) for k in r.keys]
+
+    def _head_label(self, key: int) -> int:
+        """An image record's label from its first bytes only (scanning must not read every JPEG)."""
+        f = self.reader._file()
+        f.seek(self.reader.offsets[key])
+        head = f.read(8 + 28)
+        if len(head) == 36 and struct.unpack_from("<I", head, 4)[0] >> 29 == 0:
+            flag, label, *_ = unpack(head[8:], f"{self.reader.rec} record {key}")
+            return int(label[0]) if flag > 0 else int(label)
+        flag, label, *_ = self.reader.unpack(key)  # split or short record: full read (also reports corruption)
+        return int(label[0]) if flag > 0 else int(label)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        key = int(self.keys[i])
+        *_, data = self.reader.unpack(key)
+        where = f"{self.reader.rec} record {key}"
+        return fit_size(decode_image(data, where), self.size, where, self.resize), int(self.labels[i])
+
+    def encoded(self, i: int) -> bytes:
+        return self.reader.unpack(int(self.keys[i]))[-1]
+
+
+def _read_property(path: Path) -> tuple[int, int, int]:
+    try:
+        n, h, w = (int(x) for x in path.read_text().strip().split(","))
+        return n, h, w
+    except ValueError:
+        raise EdgekdError(f"{path}: expected 'num_classes,height,width'") from None
+
+
+_SYNTH = re.compile(r"synthetic:(\d+)x(\d+)(?::(\d+))?")
+
+
+def open_dataset(path_or_spec: str | os.PathLike, resize: bool = False, identities: Collection | None = None,
+                 size: tuple[int, int] | None = None) -> FaceDataset:
+    """RecordIO (.rec/.idx or a folder with train.rec), label list (label.txt or a folder with one),
+    folder-per-identity, or `synthetic:<ids>x<per_id>[:seed]`."""
+    spec = str(path_or_spec)
+    if spec.startswith("synthetic:"):
+        from edgekd.data.synthetic import SyntheticFaces
+
+        m = _SYNTH.fullmatch(spec)
+        if not m:
+            raise EdgekdError(f"{spec}: expected synthetic:<identities>x<images per identity>[:seed]")
+        ds = SyntheticFaces(int(m[1]), int(m[2]), int(m[3] or 0))
+        if identities is not None:
+            raise EdgekdError(f"{spec}: an identity filter does not apply to synthetic data")
+        return ds
+    path = Path(spec)
+    if not path.exists():
+        raise EdgekdError(f"{path}: no such file or folder")
+    if path.suffix in (".rec", ".idx"):
+        return RecordFaces(path.with_suffix(".rec"), identities, size, resize)
+    if path.is_file() and path.suffix == ".txt":
+        return label_list_dataset(path, identities, size or FACE_SIZE, resize)
+    if path.is_dir():
+        if (path / "train.rec").is_file():
+            return RecordFaces(path / "train.rec", identities, size, resize)
+        if (path / "label.txt").is_file():
+            return label_list_dataset(path / "label.txt", identities, size or FACE_SIZE, resize)
+        return folder_dataset(path, identities, size or FACE_SIZE, resize)
+    raise EdgekdError(f"{path}: not a dataset (expected a .rec/.idx, label.txt, a folder per identity or synthetic:AxB)")
+
+
+def encoded_image(ds: FaceDataset, i: int, img: np.ndarray) -> bytes:
+    """JPEG bytes for sample i: the stored bytes when they are a JPEG of the decoded image, else a fresh encode."""
+    enc = getattr(ds, "encoded", None)
+    if enc is not None and not getattr(ds, "resize", False):
+        raw = enc(i)
+        if is_jpeg(raw):
+            return raw
+    return encode_jpeg(img)
+
+
+def pack_dataset(ds: FaceDataset, out_dir: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> Path:
+    """Any FaceDataset -> insightface train.rec/train.idx/property; every image is decoded (size-checked) on the way."""
+    order = np.argsort(ds.labels, kind="stable")
+    size = getattr(ds, "size", FACE_SIZE)
+
+    def images():
+        for i in tqdm(order, desc="pack", unit="img", disable=not progress):
+            img, _ = ds[int(i)]
+            yield encoded_image(ds, int(i), img)
+
+    return write_shard(out_dir, ds.labels[order], images(), size, overwrite)

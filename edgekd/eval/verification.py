@@ -1,0 +1,150 @@
+"""Embed a verification set with any embedding function and score it (numpy only; knows no runtime).
+
+`embed_fn(float32 NCHW) -> (n, D)` is all it needs, so PyTorch, ONNX Runtime and TensorRT share this code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgekd.errors import EdgekdError
+from edgekd.eval.metrics import l2_normalize, verification_metrics
+from edgekd.preprocess import Preprocess
+
+EmbedFn = Callable[[np.ndarray], np.ndarray]
+FLIP_MODES = ("sum", "concat", "none")
+
+
+def flip_mode(flip: bool | str) -> str:
+    """True -> "sum" (insightface: emb(x) + emb(flip x)), False -> "none"; "concat" is the 2D-d variant of some repos."""
+    mode = {True: "sum", False: "none"}.get(flip, flip) if isinstance(flip, bool) else str(flip)
+    if mode not in FLIP_MODES:
+        raise EdgekdError(f"flip must be one of {', '.join(FLIP_MODES)}, got {flip!r}")
+    return mode
+
+
+def _embed(fn: EmbedFn, x: np.ndarray, mode: str) -> np.ndarray:
+    e = np.asarray(fn(x), dtype=np.float32)
+    if e.ndim != 2 or e.shape[0] != x.shape[0]:
+        raise EdgekdError(f"embedding function returned shape {e.shape} for a batch of {x.shape[0]}")
+    if mode == "none":
+        return e
+    ef = np.asarray(fn(np.ascontiguousarray(x[..., ::-1])), dtype=np.float32)
+    return e + ef if mode == "sum" else np.concatenate([e, ef], axis=1)
+
+
+@dataclass
+class Embeddings:
+    """L2-normalised embeddings of `index` (image indices of the set), optionally also from a reference model."""
+
+    index: np.ndarray
+    emb: np.ndarray
+    ref: np.ndarray | None
+    seconds: float  # wall time of decode + preprocess + embed, reference passes excluded
+
+    def rows(self, image_indices: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.index, image_indices)
+
+
+def embed_images(
+    embed_fn: EmbedFn,
+    vset,
+    preprocess: Preprocess,
+    indices: np.ndarray | None = None,
+    batch_size: int = 64,
+    flip: bool | str = True,
+    progress: bool = True,
+    reference: tuple[EmbedFn, Preprocess] | None = None,
+) -> Embeddings:
+    """Embed the images used by the set's pairs (or `indices`), decoding ahead in two threads so both cores work."""
+    mode = flip_mode(flip)
+    index = np.unique(vset.pairs) if indices is None else np.unique(np.asarray(indices))
+    batches = [index[i : i + batch_size] for i in range(0, index.size, batch_size)]
+
+    def load(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        imgs = vset.images(idx)
+        return imgs, preprocess(imgs)
+
+    from tqdm import tqdm
+
+    out, ref_out, ref_seconds = [], [], 0.0
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(
+        total=int(index.size), unit="img", desc=f"embed {getattr(vset, 'name', '')}".strip(), disable=not progress,
+        leave=False,
+    ) as bar:
+        pending = deque(pool.submit(load, b) for b in batches[:3])
+        for k in range(len(batches)):
+            imgs, x = pending.popleft().result()
+            if k + 3 < len(batches):
+                pending.append(pool.submit(load, batches[k + 3]))
+            out.append(_embed(embed_fn, x, mode))
+            if reference is not None:
+                t = time.perf_counter()
+                ref_fn, ref_pre = reference
+                ref_out.append(_embed(ref_fn, x if ref_pre == preprocess else ref_pre(imgs), mode))
+                ref_seconds += time.perf_counter() - t
+            bar.update(len(x))
+    seconds = time.perf_counter() - start - ref_seconds
+    emb = l2_normalize(np.concatenate(out)).astype(np.float32)
+    ref = l2_normalize(np.concatenate(ref_out)).astype(np.float32) if reference is not None else None
+    return Embeddings(index=index, emb=emb, ref=ref, seconds=seconds)
+
+
+def evaluate(
+    embed_fn: EmbedFn,
+    vset,
+    preprocess: Preprocess,
+    batch_size: int = 64,
+    flip: bool | str = True,
+    progress: bool = True,
+    reference: tuple[EmbedFn, Preprocess] | None = None,
+    plot: str | Path | None = None,
+) -> dict:
+    """Verification accuracy (10-fold, insightface protocol), TAR@FAR, EER, AUC and speed of `embed_fn` on `vset`.
+
+    With `reference` (another embedding function and its preprocessing, e.g. the FP32 checkpoint of an exported
+    artifact) also reports how closely the two agree on the same images. With `plot`, writes a ROC PNG.
+    """
+    e = embed_images(embed_fn, vset, preprocess, batch_size=batch_size, flip=flip, progress=progress,
+                     reference=reference)
+    r1, r2 = e.rows(vset.pairs[:, 0]), e.rows(vset.pairs[:, 1])
+    result = verification_metrics(e.emb[r1], e.emb[r2], vset.issame, vset.folds)
+    result.update(
+        num_images=int(e.index.size),
+        embedding_size=int(e.emb.shape[1]),
+        flip=flip_mode(flip),
+        data=str(vset.source),
+        data_sha256=vset.sha256,
+        images_per_s=float(e.index.size / e.seconds) if e.seconds > 0 else None,
+        embeddings_seconds=float(e.seconds),
+    )
+    if e.ref is not None:
+        if e.ref.shape != e.emb.shape:
+            raise EdgekdError(f"reference embeddings have shape {e.ref.shape}, the model's {e.emb.shape}")
+        cos = np.sum(e.emb.astype(np.float64) * e.ref, axis=1)
+        ref_metrics = verification_metrics(e.ref[r1], e.ref[r2], vset.issame, vset.folds)
+        result["reference"] = {
+            "cosine_min": float(cos.min()),
+            "cosine_mean": float(cos.mean()),
+            "num_images": int(cos.size),
+            "accuracy_mean": ref_metrics["accuracy_mean"],
+            "accuracy_std": ref_metrics["accuracy_std"],
+            "tar_at_far": ref_metrics["tar_at_far"],
+        }
+    if plot is not None:
+        from edgekd.eval.roc import plot_roc
+
+        cos_pairs = np.sum(e.emb[r1].astype(np.float64) * e.emb[r2], axis=1)
+        plot_roc(plot, cos_pairs, vset.issame, title=f"{getattr(vset, 'name', 'verification')}: "
+                 f"acc {100 * result['accuracy_mean']:.2f}% ± {100 * result['accuracy_std']:.2f}, "
+                 f"AUC {result['auc']:.4f}")
+        result["roc_plot"] = str(plot)
+    return result

@@ -1,0 +1,79 @@
+"""timm-style model registry: architectures register a builder by name; everything else creates models by name."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from edgekd.errors import EdgekdError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered builder. `detect(state_dict) -> kwargs | None` recognises this architecture's weights;
+    `default_weights` is a path inside the shared data (the real pretrained files)."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    detect: Callable[[dict], dict | None] | None = None
+    default_weights: tuple[str, ...] | None = None
+
+
+_MODELS: dict[str, Entry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_model(
+    name: str | None = None,
+    *,
+    aliases: tuple[str, ...] = (),
+    detect: Callable[[dict], dict | None] | None = None,
+    default_weights: tuple[str, ...] | None = None,
+):
+    """Decorator: `@register_model()` registers a builder under its function name (or `name`)."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or fn.__name__
+        if key in _MODELS or key in _ALIASES:
+            raise ValueError(f"model {key!r} registered twice")
+        _MODELS[key] = Entry(key, fn, detect, default_weights)
+        for a in aliases:
+            _ALIASES[a] = key
+        return fn
+
+    return wrap
+
+
+def list_models(include_aliases: bool = False) -> list[str]:
+    names = list(_MODELS)
+    return names + sorted(_ALIASES) if include_aliases else names
+
+
+def aliases() -> dict[str, str]:
+    """alias -> registered name (e.g. mbf -> mobilefacenet)."""
+    return dict(_ALIASES)
+
+
+def resolve(name: str) -> Entry:
+    """The entry for a name or alias; an unknown name is a one-line error listing the known ones."""
+    entry = _MODELS.get(_ALIASES.get(name, name))
+    if entry is None:
+        raise EdgekdError(f"unknown model {name!r}; known: {', '.join(list_models(include_aliases=True))}")
+    return entry
+
+
+def entries() -> list[Entry]:
+    return list(_MODELS.values())
+
+
+def create_model(name: str, **kw: Any) -> nn.Module:
+    """Build a registered model (random init unless the builder takes `pretrained=True`)."""
+    entry = resolve(name)
+    try:
+        inspect.signature(entry.builder).bind(**kw)
+    except TypeError as e:
+        raise EdgekdError(f"model {entry.name}: bad option(s) {sorted(kw)} ({e})") from None
+    return entry.builder(**kw)

@@ -1,0 +1,136 @@
+"""Find and normalise result JSON files (train/distill summaries, eval and bench JSONs) under a folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekd.errors import EdgekdError
+
+RESULT_KINDS = ("train", "distill", "eval", "bench", "pipeline")
+METHOD_NAMES = {"vanilla": "vanilla", "soft": "soft KD"}
+FAR_KEYS = ("1e-01", "1e-02", "1e-03")
+
+
+def method_column(method: str | None) -> str:
+    """Paper's columns: vanilla, soft KD, adversarial KD (any adv* variant); other methods keep their own name."""
+    if not method:
+        return "—"
+    if method in METHOD_NAMES:
+        return METHOD_NAMES[method]
+    if method.startswith("adv"):
+        return "adversarial KD" + ("" if method in ("adv", "adv+arcface") else f" ({method})")
+    return method
+
+
+def dataset_label(verification: dict) -> str:
+    """`lfw (3000 pairs)`: the set's folder (pairs.txt) or file stem (.bin), and its pair count, so subsets differ."""
+    if verification.get("dataset"):
+        name = str(verification["dataset"])
+    else:
+        data = str(verification.get("data") or "unknown")
+        p = Path(data)
+        name = p.parent.name if p.name == "pairs.txt" and p.parent.name else (p.stem or data)
+    n = verification.get("num_pairs")
+    return f"{name} ({n} pairs)" if n else name
+
+
+@dataclass
+class Accuracy:
+    dataset: str
+    model: str
+    method: str | None
+    precision: str
+    runtime: str
+    kind: str
+    source: str
+    accuracy_mean: float | None
+    accuracy_std: float | None
+    tar_at_far: dict = field(default_factory=dict)
+    eer: float | None = None
+    auc: float | None = None
+    cosine_min: float | None = None
+    cosine_mean: float | None = None
+    gflops: float | None = None
+    artifact: str | None = None
+
+
+def read_results(root: str | Path) -> list[tuple[Path, dict]]:
+    """Every JSON under `root` (recursively) whose `kind` is a result kind; other JSON files are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EdgekdError(f"{root}: no such results folder")
+    out = []
+    for path in sorted(root.rglob("*.json")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EdgekdError(f"{path}: not valid JSON ({e})") from e
+        if isinstance(data, dict) and data.get("kind") in RESULT_KINDS:
+            if data["kind"] != "pipeline" and not isinstance(data.get("label"), dict):
+                raise EdgekdError(f"{path}: result of kind {data['kind']!r} has no \"label\" object")
+            out.append((path, data))
+    return out
+
+
+def _runtime_name(r: dict) -> str:
+    rt = r.get("runtime")
+    if isinstance(rt, dict):
+        rt = rt.get("runtime") or rt.get("name")
+    return str(rt) if rt else "torch"
+
+
+def accuracy_entries(results: list[tuple[Path, dict]], root: Path) -> tuple[list[Accuracy], list[str]]:
+    """One entry per (dataset, model, method, precision, runtime); an eval JSON wins over a training summary."""
+    best: dict[tuple, Accuracy] = {}
+    notes = []
+    for path, r in results:
+        if r["kind"] not in ("train", "distill", "eval"):
+            continue
+        lab = r["label"]
+        v = r if r["kind"] == "eval" else (r.get("verification") or {})
+        if not v and r.get("accuracy_mean") is None:
+            notes.append(f"{path.relative_to(root)}: no verification result (skipped)")
+            continue
+        ref = v.get("reference") or r.get("reference") or {}
+        e = Accuracy(
+            dataset=dataset_label({**v, "dataset": r.get("dataset") or v.get("dataset")}),
+            model=str(lab.get("model") or r.get("model") or "—"),
+            method=lab.get("method") or r.get("method"),
+            precision=str(lab.get("precision") or r.get("precision") or "fp32"),
+            runtime=_runtime_name(r) if r["kind"] == "eval" else "torch",
+            kind=r["kind"],
+            source=str(path.relative_to(root)),
+            accuracy_mean=r.get("accuracy_mean", v.get("accuracy_mean")),
+            accuracy_std=r.get("accuracy_std", v.get("accuracy_std")),
+            tar_at_far=r.get("tar_at_far") or v.get("tar_at_far") or {},
+            eer=v.get("eer"),
+            auc=v.get("auc"),
+            cosine_min=ref.get("cosine_min"),
+            cosine_mean=ref.get("cosine_mean"),
+            gflops=r.get("gflops"),
+            artifact=lab.get("artifact"),
+        )
+        key = (e.dataset, e.model, e.method, e.precision, e.runtime)
+        old = best.get(key)
+        if old is None or (old.kind != "eval" and e.kind == "eval"):
+            if old is not None:
+                notes.append(f"{old.source}: superseded by the eval result {e.source}")
+            best[key] = e
+        else:
+            notes.append(f"{e.source}: same model/method/precision/runtime/data as {old.source} (not shown)")
+    return list(best.values()), notes
+
+
+def gflops_by_model(results: list[tuple[Path, dict]]) -> dict[str, float]:
+    """GFLOPs are a property of the architecture: take them from any result that recorded them (bench JSONs)."""
+    out: dict[str, float] = {}
+    for _, r in results:
+        g = r.get("gflops")
+        model = (r.get("label") or {}).get("model") or r.get("model")
+        if g is not None and model:
+            out.setdefault(str(model), float(g))
+    return out

@@ -1,0 +1,85 @@
+"""TorchRuntime on CPU (what runs here); the CUDA paths (graphs, events) are marked gpu."""
+
+import numpy as np
+import pytest
+import torch
+
+from _eval_tiny import PRE, TinyFace
+from edgekd.errors import EdgekdError
+from edgekd.runtime import open_runtime
+from edgekd.runtime.torch_runtime import TorchRuntime
+
+
+def batch(n=5, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 3, 16, 16)).astype(np.float32)
+
+
+def test_matches_module_and_interface():
+    m = TinyFace().eval()
+    rt = TorchRuntime(module=m)
+    x = batch()
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    y = rt(x)
+    assert y.dtype == np.float32 and y.shape == (5, 8)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    assert rt.preprocess == PRE and rt.embedding_size == 8 and rt.device == "cpu" and rt.precision == "fp32"
+    assert rt.device_time_ms(x) is None  # no CUDA events on CPU
+    assert rt.describe()["runtime"] == "torch"
+
+
+def test_bf16_and_channels_last_agree():
+    x = batch()
+    ref = TorchRuntime(module=TinyFace())(x)
+    cl = TorchRuntime(module=TinyFace(), channels_last=True)(x)
+    np.testing.assert_allclose(cl, ref, rtol=1e-4, atol=1e-5)
+    bf = TorchRuntime(module=TinyFace(), precision="bf16")(x)
+    cos = np.sum(bf * ref, 1) / np.linalg.norm(bf, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.99 and bf.dtype == np.float32
+
+
+def test_bad_options_and_input():
+    with pytest.raises(EdgekdError, match="precision"):
+        TorchRuntime(module=TinyFace(), precision="int4")
+    with pytest.raises(EdgekdError, match="16 x 16"):
+        TorchRuntime(module=TinyFace())(np.zeros((2, 3, 112, 112), np.float32))
+    if not torch.cuda.is_available():
+        with pytest.raises(EdgekdError, match="CUDA"):
+            TorchRuntime(module=TinyFace(), device="cuda")
+    with pytest.raises(EdgekdError, match="cuda"):
+        TorchRuntime(module=TinyFace(), cuda_graph=True)
+
+
+def test_checkpoint_via_open_runtime(tmp_path):
+    from edgekd.models import create_model, save_checkpoint
+
+    m = create_model("mobilefacenet", embedding_size=32).eval()
+    save_checkpoint(tmp_path / "m.pt", m, "mobilefacenet", {"embedding_size": 32},
+                    extra={"meta": {"method": "vanilla"}})
+    rt = open_runtime(weights=tmp_path / "m.pt")
+    x = np.random.default_rng(0).normal(size=(2, 3, 112, 112)).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(rt(x), want, rtol=1e-4, atol=1e-5)
+    assert rt.meta["model"] == "mobilefacenet" and rt.meta["method"] == "vanilla"
+    assert rt.embedding_size == 32 and len(rt.meta["weights_sha256"]) == 64
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_graph_matches_eager(precision):
+    x = batch(8)
+    eager = TorchRuntime(module=TinyFace(), device="cuda", precision=precision)
+    graph = TorchRuntime(module=TinyFace(), device="cuda", precision=precision, cuda_graph=True)
+    want = eager(x)
+    np.testing.assert_allclose(graph(x), want, rtol=1e-2, atol=1e-3)
+    np.testing.assert_allclose(graph(x[:3]), eager(x[:3]), rtol=1e-2, atol=1e-3)  # second captured size
+    np.testing.assert_allclose(graph(x), want, rtol=1e-2, atol=1e-3)  # replay reuses the static buffers
+    assert graph.device_time_ms(x) > 0 and eager.device_time_ms(x) > 0
+
+
+@pytest.mark.slow
+def test_compile_on_cpu():
+    x = batch()
+    np.testing.assert_allclose(TorchRuntime(module=TinyFace(), compile=True)(x), TorchRuntime(module=TinyFace())(x),
+                               rtol=1e-4, atol=1e-5)

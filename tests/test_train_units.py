@@ -1,0 +1,67 @@
+"""Trainer building blocks that need no model: schedule, convergence verdict, data sharding, config files."""
+
+import pytest
+import torch
+
+from edgekd.errors import EdgekdError
+from edgekd.train.config import TrainConfig, load_config_file
+from edgekd.train.convergence import assess
+from edgekd.train.schedule import lr_at
+from edgekd.train.trainer import epoch_batches
+from edgekd.train.distributed import all_reduce_grads
+
+
+def test_schedules():
+    assert lr_at(0, 100, 0.1, warmup=10) == pytest.approx(0.01)
+    assert lr_at(9, 100, 0.1, warmup=10) == pytest.approx(0.1)
+    assert lr_at(10, 100, 0.1, warmup=10, kind="poly") == pytest.approx(0.1)
+    assert lr_at(100, 100, 0.1, kind="poly") == 0.0
+    assert lr_at(55, 100, 0.1, warmup=10, kind="cosine") == pytest.approx(0.05)
+    assert lr_at(70, 100, 0.1, kind="constant") == 0.1
+    with pytest.raises(EdgekdError, match="unknown lr schedule"):
+        lr_at(0, 10, 0.1, kind="step")
+
+
+def test_convergence_verdicts():
+    ok, note = assess([20.0, 18.0, 15.0, 12.0, 10.0], [0.6, 0.8, 0.9])
+    assert ok and note.startswith("converged")
+    ok, note = assess([20.0, 20.5, 19.9, 20.2, 20.1], [])
+    assert not ok and "loss did not fall" in note
+    ok, note = assess([20.0, 10.0], [0.52])
+    assert not ok and "chance level" in note
+    ok, note = assess([20.0, 10.0], [0.7, 0.95, 0.80])
+    assert not ok and "fell from its best 0.9500" in note
+    assert not assess([20.0], [])[0]
+
+
+def test_epoch_batches_shard_the_global_batch_deterministically():
+    single = epoch_batches(50, 8, 1, 0, seed=3, epoch=2)
+    r0, r1 = (epoch_batches(50, 4, 2, r, seed=3, epoch=2) for r in (0, 1))
+    assert len(single) == len(r0) == 6  # 50 // 8, the partial batch dropped
+    assert all(a + b == s for a, b, s in zip(r0, r1, single))
+    assert epoch_batches(50, 4, 2, 1, seed=3, epoch=2, start=4) == r1[4:]
+    assert epoch_batches(50, 8, 1, 0, seed=3, epoch=3) != single
+
+
+def test_all_reduce_is_identity_in_one_process():
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.full((3,), 2.0)
+    assert all_reduce_grads([p], torch.tensor(1.5)).item() == 1.5 and p.grad.tolist() == [2.0] * 3
+
+
+def test_config_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("model: mbf\nbatch-size: 32\nval: [x.bin]\n")
+    (tmp_path / "b.toml").write_text('model = "r50"\nlr = 0.01\n')
+    assert load_config_file(tmp_path / "a.yaml") == {"model": "mbf", "batch_size": 32, "val": ["x.bin"]}
+    assert TrainConfig.from_dict(load_config_file(tmp_path / "b.toml")).lr == 0.01
+    with pytest.raises(EdgekdError, match="unknown option"):
+        TrainConfig.from_dict({"modle": "r18"}, source="c.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(EdgekdError, match="not a valid config file"):
+        load_config_file(tmp_path / "bad.yaml")
+
+
+def test_margin_presets_with_overrides():
+    assert TrainConfig(margin="arcface").margins() == (1.0, 0.5, 0.0)
+    assert TrainConfig(margin="cosface", m3=0.4).margins() == (1.0, 0.0, 0.4)
+    assert TrainConfig(margin="combined", m1=1.0, m2=0.3, m3=0.2).margins() == (1.0, 0.3, 0.2)
