@@ -13,6 +13,10 @@ from typing import Any, Iterator
 from edgekd.errors import EdgekdError
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
@@ -26,6 +30,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes 0600 files; give outputs the usual umask-based mode
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except OSError as e:
         raise EdgekdError(f"{path}: write failed ({e.strerror or e}); nothing was written") from e

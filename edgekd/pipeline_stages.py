@@ -60,6 +60,12 @@ class StageRunner:
         self.by_name = {s.name: s for s in stages}
         if len(self.by_name) != len(stages):
             raise EdgekdError("pipeline: duplicate stage names")
+        seen: set[str] = set()
+        for s in stages:
+            missing = [d for d in s.after if d not in seen]
+            if missing:
+                raise EdgekdError(f"pipeline: stage {s.name} runs after {missing[0]}, which is not an earlier stage")
+            seen.add(s.name)
         self._hashes: dict[Path, str] = {}
 
     # -- keys and markers ------------------------------------------------------------------------------------

@@ -134,3 +134,17 @@ def test_corrupt_frame_names_file(tmp_path):
     (tmp_path / "000.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(EdgekdError, match="000.jpg"):
         list(iter_frames(tmp_path))
+
+
+def test_bench_isolated_process(tmp_path):
+    import os
+
+    from edgekd.bench import run_bench_isolated
+
+    path = tiny_onnx(tmp_path / "tiny.onnx")
+    r = run_bench_isolated({"onnx": str(path), "batch_sizes": [2], "warmup": 1, "iterations": 3, "min_time_s": 0.0,
+                            "progress": False})
+    check_schema(r, (2,))
+    assert r["label"]["model"] == "tiny"
+    with pytest.raises(EdgekdError, match="missing.onnx"):
+        run_bench_isolated({"onnx": str(tmp_path / "missing.onnx"), "progress": False})

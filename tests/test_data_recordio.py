@@ -53,6 +53,20 @@ def test_magic_inside_payload_is_split_and_reassembled(tmp_path):
     assert [r.read(k) for k in range(4)] == payloads
 
 
+def test_plain_layout_with_multi_label_records(tmp_path):
+    """im2rec-style shard: no record 0 header, shuffled keys, labels as float arrays (identity first)."""
+    from edgekd.data.image import encode_jpeg
+
+    faces = SyntheticFaces(2, 2)
+    with RecordWriter(tmp_path / "p.rec", tmp_path / "p.idx") as w:
+        for key in (3, 1, 0, 2):
+            img, label = faces[key]
+            w.write(key, pack([float(label), 0.5, 7.0], encode_jpeg(img), id1=key))
+    ds = open_dataset(tmp_path / "p.rec")
+    assert ds.keys.tolist() == [0, 1, 2, 3] and ds.labels.tolist() == [0, 0, 1, 1]
+    assert ds[2][0].shape == (112, 112, 3)
+
+
 def test_multi_label_header():
     flag, label, i1, i2, data = unpack(pack([3.0, 7.5], b"JPEG", id1=4, id2=9))
     assert flag == 2 and label.tolist() == [3.0, 7.5] and (i1, i2, data) == (4, 9, b"JPEG")
@@ -122,3 +136,14 @@ def test_missing_idx(tmp_path):
     (tmp_path / "y.rec").write_bytes(b"")
     with pytest.raises(EdgekdError, match=r"y\.idx: no such file"):
         open_dataset(tmp_path / "y.rec")
+
+
+@pytest.mark.shared_data
+def test_writer_reproduces_real_mxnet_shard_byte_for_byte(shared_data, tmp_path):
+    root = shared_data / "recordio" / "adaface_tiny"
+    r = RecordReader(root / "train.rec")
+    with RecordWriter(tmp_path / "t.rec", tmp_path / "t.idx") as w:
+        for key in sorted(r.keys, key=r.offsets.get):  # the file's own (shuffled) order
+            w.write(key, r.read(key))
+    assert (tmp_path / "t.rec").read_bytes() == (root / "train.rec").read_bytes()
+    assert (tmp_path / "t.idx").read_text().split() == (root / "train.idx").read_text().split()

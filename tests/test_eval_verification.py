@@ -53,6 +53,7 @@ def test_evaluate_keys_and_values(tmp_path):
     assert r["tar_at_far"]["1e-01"] == 1.0 and r["tar_at_far"]["1e-02"] is None  # 20 impostor pairs
     assert "1/20" in r["tar_at_far_note"]
     assert r["images_per_s"] > 0
+    assert set(r["accuracy_by_flip"]) == {"none", "sum", "concat"} and r["accuracy_by_flip"]["sum"] == 1.0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(r)  # JSON-ready
     assert sorted(vset.loaded) == list(range(40))  # every image decoded exactly once
@@ -74,7 +75,8 @@ def test_flip_modes_and_embedding_rows():
     x = PRE(vset._images[:1])
     want = flat(x) + flat(x[..., ::-1])
     np.testing.assert_allclose(e_sum.emb[0], want[0] / np.linalg.norm(want[0]), rtol=1e-5)
-    assert evaluate(flat, vset, PRE, flip=False, progress=False)["flip"] == "none"
+    r = evaluate(flat, vset, PRE, flip=False, progress=False)
+    assert r["flip"] == "none" and "accuracy_by_flip" not in r  # no mirror pass to combine
     with pytest.raises(EdgekdError, match="flip"):
         evaluate(flat, vset, PRE, flip="mirror", progress=False)
 

@@ -59,9 +59,10 @@ def test_explicit_name_and_kwargs_override(tmp_path, mbf128):
     lambda sd: {"model": sd, "optimizer": {"lr": 0.1}},
     lambda sd: {"net_state_dict": sd, "epoch": 68},
     lambda sd: {"model": {"state_dict": sd}},
+    lambda sd: {"epoch": 1, "state_dict_backbone": sd, "state_dict_softmax_fc": {"weight": torch.zeros(4, 128)}},
     lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}},
     lambda sd: {f"_orig_mod.{k}": v for k, v in sd.items()},
-], ids=["plain", "state_dict", "model", "net_state_dict", "nested", "module-prefix", "compiled-prefix"])
+], ids=["plain", "state_dict", "model", "net_state_dict", "nested", "arcface-resume", "module-prefix", "compiled-prefix"])
 def test_wrappers_and_prefixes(tmp_path, mbf128, wrap):
     torch.save(wrap(mbf128.state_dict()), tmp_path / "w.pth")
     model, info = load_model(tmp_path / "w.pth")
@@ -155,3 +156,12 @@ def test_no_state_dict_inside(tmp_path):
 def test_missing_file_and_missing_weights(tmp_path):
     assert "no such file" in _one_line_error(load_model, tmp_path / "absent.pth")
     assert "no weights given" in _one_line_error(load_model, None, "r18")
+
+
+def test_checkpoint_naming_an_unknown_model(tmp_path, mbf128):
+    path = save_checkpoint(tmp_path / "ck.pt", mbf128, "mbf", {"embedding_size": 128})
+    raw = torch.load(path, weights_only=True)
+    raw["edgekd"]["model"] = "mbf_v9"
+    torch.save(raw, path)
+    msg = _one_line_error(load_model, path)
+    assert "ck.pt" in msg and "unknown model 'mbf_v9'" in msg

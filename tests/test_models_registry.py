@@ -102,3 +102,18 @@ def test_register_model_decorator(monkeypatch):
     assert "tiny" in list_models() and create_model("tn", embedding_size=4).embedding_size == 4
     with pytest.raises(ValueError, match="twice"):
         register_model("tiny")(tiny)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["mbf", "r18"])
+def test_fp16_autocast_on_cuda_matches_fp32(name):
+    """arcface_torch semantics: body under autocast, float32 embedding close to the FP32 one."""
+    torch.manual_seed(0)
+    model = create_model(name).cuda().eval()
+    x = torch.randn(4, 3, 112, 112, device="cuda")
+    with torch.no_grad():
+        ref = model(x)
+        model.fp16 = True
+        half = model(x)
+    assert half.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(ref, half).min() > 0.99

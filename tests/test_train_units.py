@@ -49,6 +49,20 @@ def test_all_reduce_is_identity_in_one_process():
     assert all_reduce_grads([p], torch.tensor(1.5)).item() == 1.5 and p.grad.tolist() == [2.0] * 3
 
 
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    from edgekd.train.checkpoint import rng_state, set_rng_state
+
+    torch.save(rng_state(), tmp_path / "rng.pt")
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], again[0]) and (first[1] == again[1]).all() and first[2] == again[2]
+
+
 def test_config_files(tmp_path):
     (tmp_path / "a.yaml").write_text("model: mbf\nbatch-size: 32\nval: [x.bin]\n")
     (tmp_path / "b.toml").write_text('model = "r50"\nlr = 0.01\n')

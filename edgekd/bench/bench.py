@@ -268,3 +268,34 @@ def format_bench(result: dict) -> str:
                  f"{'—' if p is None else f'{p / 1e6:.2f} M'}; GFLOPs {'—' if g is None else f'{g:.3f}'}"
                  + (f" ({result['complexity_source']})" if result.get("complexity_source") else ""))
     return "\n".join(lines)
+
+
+def run_bench_isolated(kwargs: dict, timeout_s: float | None = None) -> dict:
+    """`run_bench(**kwargs)` in a fresh Python process (so memory and timing are not the caller's), returning its
+    JSON. Progress bars pass through on stderr; a failure is re-raised as the child's one-line error."""
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
+        out = Path(tmp) / "bench.json"
+        code = ("import json, sys\nfrom edgekd.bench.bench import _child\n_child()\n")
+        proc = subprocess.run([sys.executable, "-c", code], input=json.dumps({"kwargs": kwargs, "out": str(out)}),
+                              text=True, stdout=subprocess.PIPE, timeout=timeout_s)
+        if proc.returncode != 0 or not out.exists():
+            msg = (proc.stdout or "").strip().splitlines()
+            raise EdgekdError(msg[-1] if msg else f"bench subprocess failed (exit {proc.returncode})")
+        return json.loads(out.read_text())
+
+
+def _child() -> None:
+    import json
+
+    from edgekd.io import write_json_atomic
+
+    job = json.loads(sys.stdin.read())
+    try:
+        write_json_atomic(job["out"], run_bench(**job["kwargs"]))
+    except EdgekdError as e:
+        print(str(e))
+        sys.exit(1)

@@ -1,5 +1,150 @@
-"""`edgekd` commands: export."""
+"""`edgekd export`, `edgekd build`, `edgekd calib make|show`: thin wrappers over edgekd.export / edgekd.calib."""
 
 import click
 
 from edgekd.cli.app import cli
+
+PRECISION = click.Choice(["fp32", "fp16", "int8"])
+API = click.Choice(["auto", "builder-flags", "strongly-typed"])
+
+
+def _folds(value: str | None) -> list[int] | None:
+    """'1-5' or '1,3,5' -> [1, ...] (LFW folds are numbered 1..10)."""
+    if not value:
+        return None
+    from edgekd.errors import EdgekdError
+
+    out = []
+    try:
+        for part in value.split(","):
+            a, _, b = part.partition("-")
+            out += list(range(int(a), int(b or a) + 1))
+    except ValueError:
+        raise EdgekdError(f"--folds {value!r}: expected e.g. 1-5 or 1,3,5") from None
+    if not out or not set(out) <= set(range(1, 11)):
+        raise EdgekdError(f"--folds {value!r}: folds are numbered 1..10")
+    return sorted(set(out))
+
+
+def _profile(value: str) -> tuple[int, int, int]:
+    from edgekd.errors import EdgekdError
+
+    try:
+        lo, opt, hi = (int(v) for v in value.split(","))
+    except ValueError:
+        raise EdgekdError(f"--profile {value!r}: expected MIN,OPT,MAX batch sizes, e.g. 1,8,64") from None
+    return lo, opt, hi
+
+
+def _engine_options(f):
+    for opt in reversed([
+        click.option("--profile", default="1,8,64", show_default=True, help="Batch MIN,OPT,MAX of the optimization profile."),
+        click.option("--workspace", "workspace_mib", default=2048, show_default=True, help="Workspace limit, MiB."),
+        click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (default: .timing_cache beside the engine), reused across builds."),
+        click.option("--dla-core", type=int, help="Build for this Jetson DLA core (GPU fallback allowed)."),
+        click.option("--api", default="auto", type=API, show_default=True, help="TensorRT API generation (auto: probe the installed module)."),
+        click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command line(s)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command("export")
+@click.option("--model", help="Registry name (optional when the checkpoint says which model it is).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Checkpoint; omitted: shared pretrained file, else RANDOM init.")
+@click.option("--out", type=click.Path(dir_okay=False), help="FP32 ONNX path (default engines/NAME.onnx); FP16/INT8 files go beside it.")
+@click.option("--opset", default=17, show_default=True)
+@click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim.")
+@click.option("--no-fp16", is_flag=True, help="Do not write the FP16 ONNX.")
+@click.option("--calib", type=click.Path(file_okay=False), help="Calibration set (calib/NAME) -> INT8 Q/DQ ONNX.")
+@click.option("--calib-method", "calib_methods", multiple=True, type=click.Choice(["minmax", "entropy", "percentile"]),
+              help="Repeatable; one Q/DQ file per method (default minmax).")
+@click.option("--calib-limit", type=int, help="Use at most this many calibration faces.")
+@click.option("--int8-first-conv", is_flag=True, help="Quantize the first conv too (default: keep it in float).")
+@click.option("--int8-tail", is_flag=True, help="Quantize / half the embedding tail too (default: keep it in FP32).")
+@click.option("--verify", type=click.Path(exists=True, dir_okay=False), help="pairs.txt or .bin: accuracy of every artifact.")
+@click.option("--folds", help="Verification folds to use, e.g. 6-10 (default all).")
+@click.option("--trt", "trt_precision", type=PRECISION, help="Also build a TensorRT engine of this precision.")
+@_engine_options
+def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, calib_methods, calib_limit,
+                   int8_first_conv, int8_tail, verify, folds, trt_precision, profile, workspace_mib, timing_cache,
+                   dla_core, api, print_trtexec):
+    """Export a model to ONNX (dynamic batch, parity-checked), FP16 and INT8 Q/DQ ONNX, optionally a TensorRT engine."""
+    from pathlib import Path
+
+    from edgekd.export.run import artifact_path, build_from_onnx, export_model
+
+    methods = tuple(calib_methods) or ("minmax",)
+    report = export_model(weights, model, out, opset, not no_simplify, not no_fp16, calib, methods,
+                          not int8_first_conv, not int8_tail, calib_limit, verify, _folds(folds), trt_precision)
+    if trt_precision or print_trtexec:
+        fp32 = Path(report["onnx"]["path"])
+        precision = trt_precision or "fp16"
+        typed = {"fp32": fp32, "fp16": artifact_path(fp32, "fp16"), "int8": artifact_path(fp32, "int8", methods[0])}[precision]
+        if not trt_precision:
+            from edgekd.export.run import engine_path, print_trtexec as show
+
+            show(fp32, typed if typed.is_file() else None, engine_path(fp32, precision), precision, _profile(profile),
+                 workspace_mib, timing_cache or fp32.parent / ".timing_cache", None, dla_core)
+            return
+        build_from_onnx(fp32, precision, None, typed if typed.is_file() else None, calib, _profile(profile),
+                        workspace_mib, timing_cache, dla_core, api, print_trtexec, engines_dir=fp32.parent)
+
+
+@cli.command("build")
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="FP32 ONNX (builder-flags path) or the FP16 / Q/DQ ONNX (strongly typed path).")
+@click.option("--precision", required=True, type=PRECISION)
+@click.option("--typed-onnx", type=click.Path(exists=True, dir_okay=False), help="FP16 / Q/DQ ONNX for strongly typed builds when --onnx is the FP32 one.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Engine path (default engines/NAME.PRECISION.engine).")
+@click.option("--calib", type=click.Path(file_okay=False), help="Calibration set for builder-flags INT8 builds.")
+@_engine_options
+def build_command(onnx_path, precision, typed_onnx, out, calib, profile, workspace_mib, timing_cache, dla_core, api,
+                  print_trtexec):
+    """Build a TensorRT engine (+ JSON sidecar) from an ONNX file."""
+    from edgekd.export.run import build_from_onnx
+
+    build_from_onnx(onnx_path, precision, out, typed_onnx, calib, _profile(profile), workspace_mib, timing_cache,
+                    dla_core, api, print_trtexec)
+
+
+@cli.group("calib")
+def calib_group():
+    """Calibration sets (calib/NAME/): preprocessed faces read by ONNX Runtime quantization and TensorRT."""
+
+
+@calib_group.command("make")
+@click.option("--from", "source", required=True, help="Image folder, train.rec, lfw.bin or pairs.txt.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder, e.g. calib/lfw512.")
+@click.option("--n", default=512, show_default=True, help="Number of faces.")
+@click.option("--model", help="Take preprocessing from this registry model (default: ArcFace (x-127.5)/127.5, 112x112).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--folds", help="For pairs.txt/.bin: draw only from these folds (e.g. 1-5, to keep 6-10 unseen).")
+@click.option("--overwrite", is_flag=True)
+def calib_make(source, out, n, model, seed, folds, overwrite):
+    """Draw a seeded, identity-balanced calibration set."""
+    from edgekd.calib import make_calib
+    from edgekd.preprocess import ARCFACE
+
+    pre = ARCFACE
+    if model:
+        from edgekd.runtime import registry_preprocess
+
+        pre = registry_preprocess(model)
+    m = make_calib(source, out, n, seed, pre, _folds(folds), model, overwrite)
+    click.echo(f"{out}: {m['count']} faces from {m['identities']} identities of {m['source_description']}"
+               + (f" ({m['note']})" if m.get("note") else ""))
+
+
+@calib_group.command("show")
+@click.argument("path", type=click.Path(file_okay=False))
+def calib_show(path):
+    """Check a calibration set (hashes) and print its manifest summary."""
+    from edgekd.calib import open_calib
+
+    c = open_calib(path)
+    m = c.manifest
+    click.echo(f"{path}: {c.count} faces, {m['identities']} identities, shape {m['shape']} {m['dtype']}, seed {m['seed']}")
+    click.echo(f"source: {m['source_description']}" + (f", folds {m['folds']}" if m.get("folds") else ""))
+    click.echo(f"preprocess: {m['preprocess']}")
+    click.echo(f"shards: {len(m['shards'])}, all sha256 verified; manifest sha256 {c.sha256}")

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgekd.data.image import FACE_SIZE, decode_image, encode_jpeg, fit_size, is_jpeg
-from edgekd.data.recordio import RecordReader, unpack, write_shard
+from edgekd.data.recordio import RecordReader, write_shard
 from edgekd.errors import EdgekdError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -102,8 +102,9 @@ def label_list_dataset(label_txt: Path, identities=None, size=FACE_SIZE, resize=
 
 
 class RecordFaces:
-    """insightface MXNet RecordIO shard: with header record 0 (images 1..label[0]-1, identity records after them)
-    or the plain im2rec layout (every key an image, any order)."""
+    """insightface MXNet RecordIO shard: with header record 0 (flag 2, no image; images 1..label[0]-1, identity
+    records label[0]..label[1]-1 after them, as arcface_torch reads it) or the plain im2rec layout (every key an
+    image, any order)."""
 
     def __init__(self, rec: Path, identities=None, size=None, resize: bool = False):
         self.reader = RecordReader(rec)
@@ -120,8 +121,8 @@ class RecordFaces:
     def _index(self) -> tuple[list[int], list[int]]:
         r = self.reader
         if 0 in r.offsets:
-            flag, label, *_ = r.unpack(0)
-            if flag > 0:
+            flag, label, _, _, data = r.unpack(0)
+            if flag >= 2 and not data:  # a header carries no image; a multi-label image record at key 0 does
                 first_id, end_id = int(label[0]), int(label[1])
                 keys = list(range(1, first_id))
                 labels = np.full(len(keys), -1, np.int64)
@@ -143,8 +144,8 @@ class RecordFaces:
         f.seek(self.reader.offsets[key])
         head = f.read(8 + 28)
         if len(head) == 36 and struct.unpack_from("<I", head, 4)[0] >> 29 == 0:
-            flag, label, *_ = unpack(head[8:], f"{self.reader.rec} record {key}")
-            return int(label[0]) if flag > 0 else int(label)
+            flag, label = struct.unpack_from("<If", head, 8)
+            return int(struct.unpack_from("<f", head, 32)[0] if flag > 0 else label)
         flag, label, *_ = self.reader.unpack(key)  # split or short record: full read (also reports corruption)
         return int(label[0]) if flag > 0 else int(label)
 

@@ -42,6 +42,21 @@ def _soft(d: np.ndarray, edge: float = 1.5) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(np.clip(d / edge, -30, 30)))
 
 
+def _texture(p: dict, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Sum of plane waves cos(k.(u,v) + phase) x colour amplitudes. (u, v) is affine in the pixel grid, so each wave
+    is cos(a x + c) cos(b y) - sin(a x + c) sin(b y): separable, 1-D trig + one matrix product instead of 2-D trig."""
+    k0, k1 = p["tex_k"][:, :1], p["tex_k"][:, 1:]
+    c = k0 * u[0, 0] + k1 * v[0, 0] + p["tex_phase"][:, None]
+    a = k0 * (u[0, 1] - u[0, 0]) + k1 * (v[0, 1] - v[0, 0])
+    b = k0 * (u[1, 0] - u[0, 0]) + k1 * (v[1, 0] - v[0, 0])
+    ax = a * np.arange(u.shape[1], dtype=np.float32) + c  # (waves, W)
+    by = b * np.arange(u.shape[0], dtype=np.float32)  # (waves, H)
+    amp = p["tex_amp"]  # (waves, 3)
+    rows = np.concatenate([np.cos(by)[:, :, None] * amp[:, None], -np.sin(by)[:, :, None] * amp[:, None]])  # (2w, H, 3)
+    cols = np.concatenate([np.cos(ax), np.sin(ax)])  # (2w, W)
+    return np.einsum("khc,kw->hwc", rows, cols, optimize=True).astype(np.float32)
+
+
 def render(p: dict, rng: np.random.Generator, size=FACE_SIZE) -> np.ndarray:
     h, w = size
     ang, scale = np.float32(rng.normal(0, 0.06)), np.float32(rng.normal(1, 0.04))
@@ -54,7 +69,7 @@ def render(p: dict, rng: np.random.Generator, size=FACE_SIZE) -> np.ndarray:
     v = -np.sin(ang) * x0 + np.cos(ang) * y0 + cy
     fdx, fdy, rx, ry = p["face"]
     face = _soft((np.hypot((u - 55.5 - fdx) / rx, (v - 60 - fdy) / ry) - 1) * min(rx, ry))
-    tex = np.cos(u[..., None] * p["tex_k"][:, 0] + v[..., None] * p["tex_k"][:, 1] + p["tex_phase"]) @ p["tex_amp"]
+    tex = _texture(p, u, v)
     bg = rng.uniform(30, 220, 3).astype(np.float32)  # per image: the background must not identify the person
     img = bg * (1 - face[..., None]) + (p["skin"] + tex) * face[..., None]
     gap, ey, er, ecol = p["eyes"]

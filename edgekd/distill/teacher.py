@@ -120,7 +120,8 @@ def _data_identity(dataset) -> dict:
 
 
 def cache_key(teacher: Teacher, dataset) -> str:
-    """Content hash of what the cached embeddings depend on: teacher weights, the data, both preprocessings."""
+    """Hash of what the cached embeddings depend on: teacher weights, the data (source, size, labels) and the
+    teacher's preprocessing. The student's preprocessing does not enter: lookups are keyed by raw pixels."""
     ident = {"format": CACHE_FORMAT, "teacher_sha256": teacher.info.weights_sha256, "data": _data_identity(dataset),
              "teacher_preprocess": teacher.preprocess.to_dict()}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]

@@ -73,6 +73,25 @@ def _accuracies(dist: np.ndarray, issame: np.ndarray) -> np.ndarray:
     return (pred == issame[None, :]).mean(axis=1)
 
 
+def sphereface_accuracy(feat1: np.ndarray, feat2: np.ndarray, issame: np.ndarray, folds: np.ndarray) -> dict:
+    """The SphereFace-style LFW protocol some repositories report (e.g. Xiaoccer/MobileFaceNet_Pytorch's 99.30%):
+    subtract the mean raw feature of the nine training folds, L2-normalise, cosine score, threshold = mean of all
+    best thresholds on a 1e-4 grid over [-1, 1] ("same" when above). Given only to compare with such figures."""
+    grid = np.arange(-10000, 10001) / 10000.0
+    issame = np.asarray(issame, dtype=bool)
+    folds = np.asarray(folds)
+    accs = []
+    for k in np.unique(folds):
+        train, test = folds != k, folds == k
+        mu = np.concatenate([feat1[train], feat2[train]]).mean(axis=0)
+        s = np.sum(l2_normalize(feat1 - mu) * l2_normalize(feat2 - mu), axis=1)
+        pos, neg = np.sort(s[train & issame]), np.sort(s[train & ~issame])
+        correct = pos.size - np.searchsorted(pos, grid, "right") + np.searchsorted(neg, grid, "left")
+        t = grid[correct == correct.max()].mean()
+        accs.append(float(np.mean(np.where(issame[test], s[test] > t, s[test] < t))))
+    return {"accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)), "fold_accuracies": accs}
+
+
 def verification_metrics(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, folds: np.ndarray) -> dict:
     """All verification figures for pairs (emb1[i], emb2[i]); embeddings are L2-normalised here."""
     e1, e2 = l2_normalize(emb1), l2_normalize(emb2)

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from edgekd.errors import EdgekdError
-from edgekd.eval.metrics import l2_normalize, verification_metrics
+from edgekd.eval.metrics import l2_normalize, sphereface_accuracy, verification_metrics
 from edgekd.preprocess import Preprocess
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]
@@ -30,22 +30,31 @@ def flip_mode(flip: bool | str) -> str:
     return mode
 
 
-def _embed(fn: EmbedFn, x: np.ndarray, mode: str) -> np.ndarray:
+def _embed(fn: EmbedFn, x: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(emb(x), emb(flip x) or None); combined later so every flip mode can be scored from one pass."""
     e = np.asarray(fn(x), dtype=np.float32)
     if e.ndim != 2 or e.shape[0] != x.shape[0]:
         raise EdgekdError(f"embedding function returned shape {e.shape} for a batch of {x.shape[0]}")
     if mode == "none":
-        return e
-    ef = np.asarray(fn(np.ascontiguousarray(x[..., ::-1])), dtype=np.float32)
-    return e + ef if mode == "sum" else np.concatenate([e, ef], axis=1)
+        return e, None
+    return e, np.asarray(fn(np.ascontiguousarray(x[..., ::-1])), dtype=np.float32)
+
+
+def combine(e: np.ndarray, ef: np.ndarray | None, mode: str, normalize: bool = True) -> np.ndarray:
+    """Final embeddings for a flip mode (sum = insightface, concat = 2D-d as in SphereFace-style repos), L2-normalised."""
+    out = e if mode == "none" or ef is None else e + ef if mode == "sum" else np.concatenate([e, ef], axis=1)
+    return l2_normalize(out).astype(np.float32) if normalize else out
 
 
 @dataclass
 class Embeddings:
-    """L2-normalised embeddings of `index` (image indices of the set), optionally also from a reference model."""
+    """Embeddings of `index` (image indices of the set): `emb` final (L2-normalised, flip-combined), `raw`/`raw_flip`
+    the model outputs for the image and its mirror, `ref` the reference model's final embeddings."""
 
     index: np.ndarray
     emb: np.ndarray
+    raw: np.ndarray
+    raw_flip: np.ndarray | None
     ref: np.ndarray | None
     seconds: float  # wall time of decode + preprocess + embed, reference passes excluded
 
@@ -74,7 +83,7 @@ def embed_images(
 
     from tqdm import tqdm
 
-    out, ref_out, ref_seconds = [], [], 0.0
+    out, out_flip, ref_out, ref_seconds = [], [], [], 0.0
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool, tqdm(
         total=int(index.size), unit="img", desc=f"embed {getattr(vset, 'name', '')}".strip(), disable=not progress,
@@ -85,17 +94,21 @@ def embed_images(
             imgs, x = pending.popleft().result()
             if k + 3 < len(batches):
                 pending.append(pool.submit(load, batches[k + 3]))
-            out.append(_embed(embed_fn, x, mode))
+            e, ef = _embed(embed_fn, x, mode)
+            out.append(e)
+            out_flip.append(ef)
             if reference is not None:
                 t = time.perf_counter()
                 ref_fn, ref_pre = reference
-                ref_out.append(_embed(ref_fn, x if ref_pre == preprocess else ref_pre(imgs), mode))
+                ref_out.append(combine(*_embed(ref_fn, x if ref_pre == preprocess else ref_pre(imgs), mode), mode))
                 ref_seconds += time.perf_counter() - t
             bar.update(len(x))
     seconds = time.perf_counter() - start - ref_seconds
-    emb = l2_normalize(np.concatenate(out)).astype(np.float32)
-    ref = l2_normalize(np.concatenate(ref_out)).astype(np.float32) if reference is not None else None
-    return Embeddings(index=index, emb=emb, ref=ref, seconds=seconds)
+    raw = np.concatenate(out)
+    raw_flip = np.concatenate(out_flip) if mode != "none" else None
+    ref = np.concatenate(ref_out) if reference is not None else None
+    return Embeddings(index=index, emb=combine(raw, raw_flip, mode), raw=raw, raw_flip=raw_flip, ref=ref,
+                      seconds=seconds)
 
 
 def evaluate(
@@ -113,19 +126,27 @@ def evaluate(
     With `reference` (another embedding function and its preprocessing, e.g. the FP32 checkpoint of an exported
     artifact) also reports how closely the two agree on the same images. With `plot`, writes a ROC PNG.
     """
-    e = embed_images(embed_fn, vset, preprocess, batch_size=batch_size, flip=flip, progress=progress,
+    mode = flip_mode(flip)
+    e = embed_images(embed_fn, vset, preprocess, batch_size=batch_size, flip=mode, progress=progress,
                      reference=reference)
     r1, r2 = e.rows(vset.pairs[:, 0]), e.rows(vset.pairs[:, 1])
     result = verification_metrics(e.emb[r1], e.emb[r2], vset.issame, vset.folds)
     result.update(
         num_images=int(e.index.size),
         embedding_size=int(e.emb.shape[1]),
-        flip=flip_mode(flip),
+        flip=mode,
         data=str(vset.source),
         data_sha256=vset.sha256,
         images_per_s=float(e.index.size / e.seconds) if e.seconds > 0 else None,
         embeddings_seconds=float(e.seconds),
     )
+    if result["num_folds"] > 1:  # for comparison with figures published under that protocol
+        raw = combine(e.raw, e.raw_flip, mode, normalize=False)
+        result["sphereface_protocol"] = sphereface_accuracy(raw[r1], raw[r2], vset.issame, vset.folds)
+    if e.raw_flip is not None:  # free from the same pass: how much flip test-time augmentation matters
+        result["accuracy_by_flip"] = {
+            m: verification_metrics(*(combine(e.raw, e.raw_flip, m)[r] for r in (r1, r2)), vset.issame,
+                                    vset.folds)["accuracy_mean"] for m in FLIP_MODES}
     if e.ref is not None:
         if e.ref.shape != e.emb.shape:
             raise EdgekdError(f"reference embeddings have shape {e.ref.shape}, the model's {e.emb.shape}")

@@ -70,6 +70,9 @@ def check_face_input(model: onnx.ModelProto, path, input_size: tuple[int, int]) 
     h, w = input_size
     if len(dims) != 4 or dims[1:] != [3, h, w]:
         raise EdgekdError(f"{path}: not a face model: input {name or '?'} {dims} (expected N x 3 x {h} x {w})")
+    outs = model.graph.output
+    if len(outs) != 1 or len(outs[0].type.tensor_type.shape.dim) != 2:
+        raise EdgekdError(f"{path}: not a face model: expected one N x D embedding output, got {len(outs)} output(s)")
     return name, dims
 
 

@@ -19,9 +19,9 @@ from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path, sha256_file
 from edgekd.paths import shared_path
 from edgekd.preprocess import Preprocess
-from edgekd.models.registry import create_model, entries, resolve
+from edgekd.models.registry import aliases, create_model, entries, resolve
 
-_WRAPPERS = ("state_dict", "model", "net_state_dict")
+_WRAPPERS = ("state_dict", "model", "net_state_dict", "state_dict_backbone")  # last: arcface_torch resume file
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile
 
 
@@ -132,12 +132,15 @@ def load_model(weights: str | os.PathLike | None, name: str | None = None, **kw:
             name, kwargs = meta["model"], dict(meta.get("model_kwargs") or {})
         else:
             name, kwargs = detect_architecture(sd, path)
-    else:
-        same = meta.get("model") and resolve(meta["model"]).name == resolve(name).name
+    else:  # an explicit name keeps the checkpoint's options only when it names the same architecture
+        same = aliases().get(meta.get("model"), meta.get("model")) == resolve(name).name
         kwargs = dict(meta.get("model_kwargs") or {}) if same else {}
     kwargs.update(kw)
-    name = resolve(name).name
-    model = create_model(name, **kwargs)
+    try:
+        name = resolve(name).name
+        model = create_model(name, **kwargs)
+    except EdgekdError as e:  # e.g. a checkpoint from a newer edgekd naming an unknown model
+        raise EdgekdError(f"{path}: {e}") from None
     what = f"{name}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
     _check_fit(model, sd, path, what)
     model.load_state_dict(sd, strict=True)

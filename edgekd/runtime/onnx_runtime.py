@@ -93,7 +93,8 @@ class OnnxRuntime(Runtime):
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         h, w = preprocess.input_size
         shape = list(inputs[0].shape) if inputs else []
-        if len(inputs) != 1 or len(shape) != 4 or shape[1] != 3 or shape[2:] != [h, w] or len(outputs[0].shape) != 2:
+        spatial_ok = len(shape) == 4 and all(d == want or not isinstance(d, int) for d, want in zip(shape[2:], (h, w)))
+        if len(inputs) != 1 or not spatial_ok or shape[1] != 3 or len(outputs[0].shape) != 2:
             got = ", ".join(f"{i.name} {i.shape}" for i in inputs)
             raise EdgekdError(f"{path}: not a face model (inputs {got}; expected one N x 3 x {h} x {w} input "
                               "and an N x D embedding output)")

@@ -179,12 +179,11 @@ class _CudaPython:
 
 def cuda_backend():
     """pycuda when installed, else cuda-python; neither or no usable GPU is a one-line error."""
-    errors = []
     for cls in (_PyCuda, _CudaPython):
         try:
             return cls()
-        except ImportError as e:
-            errors.append(str(e))
+        except ImportError:
+            continue
         except Exception as e:  # driver present but no device, etc.
             raise EdgekdError(f"CUDA is not usable here ({str(e).strip().splitlines()[0] if str(e) else e!r})") from e
     raise EdgekdError(f"TensorRT needs pycuda or cuda-python for device memory ({INSTALL_HINT}, or pip install pycuda)")
@@ -241,7 +240,7 @@ class TensorRTRuntime(Runtime):
             check_sidecar(side, path, trt.__version__, *self._cuda.info())
             self._setup(trt, path, side)
         except BaseException:
-            self._cuda.close()
+            self.close()
             raise
 
     def _setup(self, trt, path: Path, side: dict) -> None:
@@ -321,6 +320,6 @@ class TensorRTRuntime(Runtime):
 
     def close(self) -> None:
         if getattr(self, "_cuda", None) is not None:
-            self.context = self.engine = None
+            self.context = self.engine = self._trt_runtime = None  # free TensorRT objects while CUDA is current
             self._cuda.close()
             self._cuda = None

@@ -105,15 +105,19 @@ class TorchRuntime(Runtime):
 
     @torch.no_grad()
     def device_time_ms(self, x: np.ndarray) -> float | None:
-        """CUDA-event time of the forward alone (input already on the device); None on CPU."""
+        """CUDA-event time of the forward (or graph replay) alone, input already on the device; None on CPU."""
         if self._device.type != "cuda":
             return None
         t = self._to_device(x)
         if self._graphs is not None:
-            self._graph(t.shape[0])
+            graph, static_in, _ = self._graph(t.shape[0])
+            static_in.copy_(t)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        self._run(t)
+        if self._graphs is not None:
+            graph.replay()
+        else:
+            self._forward(t)
         end.record()
         end.synchronize()
         return float(start.elapsed_time(end))

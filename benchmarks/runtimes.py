@@ -1,0 +1,199 @@
+"""Runtime comparison on this machine: PyTorch eager vs ONNX Runtime FP32 vs ONNX Runtime INT8 (Q/DQ) per model.
+
+CPU mode (default): models mbf, r18, r50 at batch 1 and 32. The three runtimes of a model are timed in interleaved
+rounds (A B C A B C ...) so background load on a shared machine hits them alike; the table reports each runtime's
+median-of-rounds latency and the ratios to PyTorch eager. Weights are random (latency does not depend on them);
+INT8 is calibrated on synthetic faces.
+
+GPU mode (--gpu, needs CUDA): PyTorch CUDA FP32 and FP16 with CUDA-graph replay for r100, r18 and mbf at batch 1 and 64:
+host latency, device time (CUDA events), torch peak allocation and NVML process memory, with the GPU's name.
+
+Writes benchmarks/results/runtimes_<cpu|gpu>.json and .md.
+
+    python benchmarks/runtimes.py [--models mbf,r18,r50] [--batches 1,32] [--rounds 5] [--gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _time_round(rt, x: np.ndarray, min_time_s: float, min_iters: int) -> list[float]:
+    out, start = [], time.perf_counter()
+    while len(out) < min_iters or time.perf_counter() - start < min_time_s:
+        t0 = time.perf_counter()
+        rt(x)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def _export(name: str, tmp: Path, calib_n: int) -> dict[str, Path]:
+    """FP32 ONNX of a random-init registry model, and its INT8 Q/DQ twin calibrated on synthetic faces."""
+    from edgekd.calib import make_calib, open_calib
+    from edgekd.export.int8 import quantize_int8
+    from edgekd.export.onnx_export import export_onnx
+    from edgekd.models import create_model
+
+    model = create_model(name).eval()
+    fp32, int8 = tmp / f"{name}.fp32.onnx", tmp / f"{name}.int8.onnx"
+    meta = {"model": name, "method": "random-init", "precision": "fp32", "embedding_size": model.embedding_size,
+            "preprocess": model.preprocess.to_dict()}
+    export_onnx(model, fp32, meta, tuple(model.preprocess.input_size))
+    calib = tmp / f"calib_{name}"
+    if not calib.exists():
+        make_calib("synthetic:16x4:0", calib, n=calib_n, preprocess=model.preprocess, progress=False)
+    quantize_int8(fp32, int8, open_calib(calib, preprocess=model.preprocess))
+    return {"fp32": fp32, "int8": int8, "module": model}
+
+
+def cpu_mode(models: list[str], batches: list[int], rounds: int, min_time_s: float, calib_n: int) -> dict:
+    import torch
+
+    from edgekd.models import complexity
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+    from edgekd.runtime.torch_runtime import TorchRuntime
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgekd-runtimes-") as tmp:
+        for name in models:
+            files = _export(name, Path(tmp), calib_n)
+            c = complexity(files["module"])
+            runtimes = {
+                "torch eager fp32": TorchRuntime(module=files["module"]),
+                "onnxruntime fp32": OnnxRuntime(files["fp32"]),
+                "onnxruntime int8": OnnxRuntime(files["int8"]),
+            }
+            h, w = runtimes["onnxruntime fp32"].preprocess.input_size
+            for b in batches:
+                x = np.random.default_rng(0).uniform(-1, 1, (b, 3, h, w)).astype(np.float32)
+                for rt in runtimes.values():  # warm-up (allocations, ORT arena, oneDNN primitive cache)
+                    rt(x)
+                per: dict[str, list[float]] = {k: [] for k in runtimes}
+                medians: dict[str, list[float]] = {k: [] for k in runtimes}
+                for r in range(rounds):
+                    order = list(runtimes) if r % 2 == 0 else list(reversed(runtimes))
+                    for k in order:
+                        t = _time_round(runtimes[k], x, min_time_s, 2)
+                        per[k] += t
+                        medians[k].append(float(np.median(t)))
+                    print(f"{name} batch {b} round {r + 1}/{rounds}: "
+                          + ", ".join(f"{k} {medians[k][-1]:.1f} ms" for k in runtimes), file=sys.stderr)
+                base = float(np.median(medians["torch eager fp32"]))
+                for k in runtimes:
+                    lat = float(np.median(medians[k]))
+                    rows.append({"model": name, "gflops": c["gflops"], "params": c["params"], "batch": b, "runtime": k,
+                                 "latency_ms_median": lat, "latency_ms_mean": float(np.mean(per[k])),
+                                 "latency_ms_std": float(np.std(per[k], ddof=1)) if len(per[k]) > 1 else 0.0,
+                                 "round_medians_ms": medians[k], "iterations": len(per[k]),
+                                 "img_per_s": b * 1e3 / lat, "ratio_to_torch": lat / base})
+            for rt in runtimes.values():
+                rt.close()
+    return {"mode": "cpu", "rows": rows, "torch_threads": torch.get_num_threads()}
+
+
+def gpu_mode(models: list[str], batches: list[int], iterations: int) -> dict:
+    import torch
+
+    from edgekd.bench.memory import MemorySampler
+    from edgekd.models import complexity, create_model
+    from edgekd.runtime.torch_runtime import TorchRuntime
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu: PyTorch sees no CUDA device here")
+    rows = []
+    for name in models:
+        c = complexity(create_model(name))
+        for precision in ("fp32", "fp16"):
+            for b in batches:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                with MemorySampler() as mem:
+                    rt = TorchRuntime(module=create_model(name), device="cuda", precision=precision, cuda_graph=True)
+                    h, w = rt.preprocess.input_size
+                    x = np.random.default_rng(0).uniform(-1, 1, (b, 3, h, w)).astype(np.float32)
+                    for _ in range(10):
+                        rt(x)
+                    host = _time_round(rt, x, 1.0, iterations)
+                    dev = [rt.device_time_ms(x) for _ in range(iterations)]
+                    rt.close()
+                m = mem.result()
+                dev = [d for d in dev if d is not None]
+                rows.append({"model": name, "gflops": c["gflops"], "precision": precision, "batch": b,
+                             "host_ms_mean": float(np.mean(host)), "host_ms_std": float(np.std(host, ddof=1)),
+                             "host_ms_p99": float(np.percentile(host, 99)),
+                             "device_ms_mean": float(np.mean(dev)) if dev else None,
+                             "img_per_s": b * 1e3 / float(np.mean(host)),
+                             "torch_peak_bytes": m["torch_peak_bytes"], "nvml_process_bytes": m["gpu_bytes"]})
+                print(f"{name} {precision} batch {b}: {rows[-1]['host_ms_mean']:.2f} ms", file=sys.stderr)
+    return {"mode": "gpu", "rows": rows, "gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
+
+
+def markdown(result: dict) -> str:
+    env = result["env"]
+    lines = [f"# Runtime comparison ({result['mode'].upper()})", "",
+             f"{result['created']} on {env['cpu_model']} ({env['cpu_available']} cores available, load average "
+             f"{', '.join(f'{v:.1f}' for v in env['load_average'] or [])} at the end)"
+             + (f", GPU {result['gpu']} (CUDA {result['cuda']})" if result.get("gpu") else "") + ".", ""]
+    if result["mode"] == "cpu":
+        lines += ["Median over interleaved rounds; ratio = latency / PyTorch eager latency (lower is faster).", "",
+                  "| model | GFLOPs | batch | torch eager ms | ORT FP32 ms (ratio) | ORT INT8 ms (ratio) | INT8 vs FP32 |",
+                  "|---|---|---|---|---|---|---|"]
+        rows = result["rows"]
+        for key in sorted({(r["model"], r["batch"]) for r in rows}, key=lambda k: (rows[0]["model"] != k[0], k)):
+            g = {r["runtime"]: r for r in rows if (r["model"], r["batch"]) == key}
+            t, f, q = g["torch eager fp32"], g["onnxruntime fp32"], g["onnxruntime int8"]
+            lines.append(f"| {key[0]} | {t['gflops']:.3f} | {key[1]} | {t['latency_ms_median']:.2f} | "
+                         f"{f['latency_ms_median']:.2f} ({f['ratio_to_torch']:.2f}x) | {q['latency_ms_median']:.2f} "
+                         f"({q['ratio_to_torch']:.2f}x) | {q['latency_ms_median'] / f['latency_ms_median']:.2f}x |")
+    else:
+        lines += ["PyTorch CUDA with CUDA-graph replay.", "",
+                  "| model | precision | batch | host ms (mean ± std) | device ms | img/s | torch peak MiB | NVML MiB |",
+                  "|---|---|---|---|---|---|---|---|"]
+        mib = lambda b: "—" if b is None else f"{b / 2**20:.0f}"  # noqa: E731
+        for r in result["rows"]:
+            dev = "—" if r["device_ms_mean"] is None else f"{r['device_ms_mean']:.2f}"
+            lines.append(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['host_ms_mean']:.2f} ± "
+                         f"{r['host_ms_std']:.2f} | {dev} | {r['img_per_s']:.0f} | {mib(r['torch_peak_bytes'])} | "
+                         f"{mib(r['nvml_process_bytes'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--gpu", action="store_true", help="PyTorch CUDA FP32/FP16 + CUDA graphs (needs a GPU)")
+    ap.add_argument("--models", help="comma-separated registry names (default: mbf,r18,r50 | r100,r18,mbf with --gpu)")
+    ap.add_argument("--batches", help="comma-separated batch sizes (default: 1,32 | 1,64 with --gpu)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per batch size (CPU)")
+    ap.add_argument("--min-time", type=float, default=0.5, help="seconds per runtime per round (CPU)")
+    ap.add_argument("--iterations", type=int, default=100, help="timed calls per configuration (GPU)")
+    ap.add_argument("--calib", type=int, default=32, help="INT8 calibration images (CPU)")
+    ap.add_argument("--out", default=str(RESULTS), help="output folder")
+    a = ap.parse_args()
+    models = (a.models or ("r100,r18,mbf" if a.gpu else "mbf,r18,r50")).split(",")
+    batches = [int(b) for b in (a.batches or ("1,64" if a.gpu else "1,32")).split(",")]
+    from edgekd.bench.environment import collect_environment
+    from edgekd.io import write_json_atomic, write_text_atomic
+
+    t0 = time.perf_counter()
+    result = gpu_mode(models, batches, a.iterations) if a.gpu else cpu_mode(models, batches, a.rounds, a.min_time,
+                                                                            a.calib)
+    result["created"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    result["wall_s"] = time.perf_counter() - t0
+    result["env"] = collect_environment()
+    out = Path(a.out)
+    write_json_atomic(out / f"runtimes_{result['mode']}.json", result)
+    write_text_atomic(out / f"runtimes_{result['mode']}.md", markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

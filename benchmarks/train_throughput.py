@@ -1,0 +1,114 @@
+"""Training-step throughput of edgekd's trainer versus a minimal plain-PyTorch loop (same model, margin loss, batch,
+optimizer, clipping) on the same machine, as a ratio. Goal: >= 0.95x (the trainer adds no real overhead).
+
+Measurements are interleaved (edgekd, plain, edgekd, plain, ...) and the ratio of medians is reported, because the
+machine this runs on may be shared: load from other users hits both sides alike.
+
+    python benchmarks/train_throughput.py [--models mbf r18] [--batch 8] [--steps 3] [--repeats 5] [--device cpu]
+
+Writes benchmarks/results/train_throughput.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from edgekd.io import write_json_atomic, write_text_atomic
+from edgekd.train import TrainConfig, Trainer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def plain_loop(model, head, lr: float, clip: float):
+    """The reference: what anyone would write by hand for one ArcFace step."""
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = head(model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def timed(step, x, y, n: int, device: torch.device) -> float:
+    """Images per second over n steps."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(n):
+        step(x, y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n * x.shape[0] / (time.perf_counter() - t)
+
+
+def measure(model_name: str, batch: int, steps: int, repeats: int, device: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(model=model_name, data=f"synthetic:{max(2, batch // 2)}x4", out=tmp, batch_size=batch,
+                          steps=10**6, lr=0.01, device=device, progress=False)
+        trainer = Trainer(cfg)
+    trainer.model.train()
+    trainer.objective.train()
+    dev = trainer.device
+    model, head = copy.deepcopy(trainer.model), copy.deepcopy(trainer.objective.head)
+    plain = plain_loop(model, head, cfg.lr, cfg.grad_clip)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 112, 112, generator=g).to(dev)
+    y = torch.randint(0, trainer.num_classes, (batch,), generator=g).to(dev)
+    sides = {"edgekd": trainer.train_step, "plain": plain}
+    for fn in sides.values():  # warm-up: allocator, oneDNN primitives
+        timed(fn, x, y, 1, dev)
+    runs = {k: [] for k in sides}
+    for _ in range(repeats):
+        for k, fn in sides.items():
+            runs[k].append(timed(fn, x, y, steps, dev))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {"model": model_name, "batch": batch, "steps_per_measurement": steps, "repeats": repeats,
+            "img_per_s": runs, "median_img_per_s": med, "ratio": med["edgekd"] / med["plain"],
+            "paired_ratios": [a / b for a, b in zip(runs["edgekd"], runs["plain"])]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["mbf", "r18"])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(RESULTS / "train_throughput"))
+    a = ap.parse_args()
+    load0 = os.getloadavg()
+    rows = [measure(m, a.batch, a.steps, a.repeats, a.device) for m in a.models]
+    env = {"torch": torch.__version__, "device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),
+           "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
+           "loadavg_start": load0, "loadavg_end": os.getloadavg(),
+           "note": "2-core CPU shared with other users; absolute img/s are noisy, the interleaved ratio is the result"}
+    write_json_atomic(a.out + ".json", {"kind": "train_throughput", "results": rows, "env": env})
+    md = ["| model | batch | edgekd img/s (median) | plain img/s (median) | ratio | paired ratios |",
+          "|---|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['model']} | {r['batch']} | {r['median_img_per_s']['edgekd']:.2f} | "
+                  f"{r['median_img_per_s']['plain']:.2f} | {r['ratio']:.3f} | "
+                  f"{', '.join(f'{p:.2f}' for p in r['paired_ratios'])} |")
+    md.append(f"\n{env['device']}, torch {env['torch']}, {env['threads']} threads, load average "
+              f"{load0[0]:.1f} -> {env['loadavg_end'][0]:.1f}. {env['note']}.")
+    write_text_atomic(a.out + ".md", "\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

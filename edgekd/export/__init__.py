@@ -1,0 +1,9 @@
+"""Deployment artifacts: ONNX export + parity, TensorRT op check, FP16 / INT8 Q/DQ ONNX, TensorRT engines + sidecars.
+
+Small composable pieces (graph, onnx_export, parity, trt_ops, fp16, int8, tensorrt_build, sidecar, trtexec) and one
+orchestration module (run) used by the CLI.
+"""
+
+from edgekd.export.tensorrt_build import build_engine  # noqa: E402  (tensorrt itself is imported lazily)
+
+__all__ = ["build_engine"]

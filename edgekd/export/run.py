@@ -1,0 +1,234 @@
+"""`edgekd export` end to end: checkpoint -> FP32 ONNX (parity-checked) -> FP16 / INT8 Q/DQ ONNX -> optional
+verification accuracy per artifact -> export report -> optional TensorRT engine.
+
+Artifacts and the report are written before TensorRT is imported, so a host without TensorRT still gets every
+ONNX file (and a clear error for the engine step).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from edgekd import __version__
+from edgekd.errors import EdgekdError
+from edgekd.export import graph
+from edgekd.io import atomic_path, sha256_file, write_json_atomic
+
+INSTALL_HINT = "pip install edgekd[trt] (x86 + CUDA) or JetPack's python3-libnvinfer (Jetson)"
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work when the output folder cannot take files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgekdError(f"{folder}: cannot create the output folder ({e.strerror or e})") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise EdgekdError(f"{folder}: output folder is not writable")
+
+
+def artifact_path(onnx: Path, precision: str, method: str | None = None) -> Path:
+    stem = onnx.with_suffix("")
+    tag = {"fp32": "", "fp16": ".fp16", "int8": f".int8-{method}"}[precision]
+    return Path(f"{stem}{tag}.onnx")
+
+
+def open_model(weights, name, log):
+    """(model, info dict); no weights: the registry's shared pretrained file when it has one, else random init."""
+    from edgekd.models import create_model, load_model
+    from edgekd.models.registry import resolve
+
+    if weights is None and name is None:
+        raise EdgekdError("give --weights FILE and/or --model NAME")
+    if weights is None and not resolve(name).default_weights:
+        log(f"WARNING: no --weights: exporting {name} with RANDOM INITIALISATION (parity is meaningful, accuracy is not)")
+        model = create_model(name).eval()
+        return model, {"model": resolve(name).name, "weights": None, "weights_sha256": None, "random_init": True,
+                       "method": "random-init", "preprocess": model.preprocess, "embedding_size": model.embedding_size}
+    model, info = load_model(weights, name)
+    if weights is None:
+        log(f"no --weights: using the shared pretrained file {info.weights}")
+    return model, {"model": info.name, "weights": str(info.weights), "weights_sha256": info.weights_sha256,
+                   "random_init": False, "method": info.meta.get("method", "pretrained" if weights is None else "vanilla"),
+                   "preprocess": info.preprocess, "embedding_size": info.embedding_size}
+
+
+def load_verify_set(data, folds):
+    """The verification set, loaded before any artifact is written so a bad path fails first."""
+    from edgekd.data import load_verification
+
+    vset = load_verification(data)
+    return vset.subset([f - 1 for f in folds]) if folds else vset
+
+
+def verify_artifacts(paths: dict[str, Path], vset, preprocess, progress: bool) -> dict:
+    """evaluate() each artifact through OnnxRuntime on the same verification set."""
+    from edgekd.eval import evaluate
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+
+    out = {}
+    for key, path in paths.items():
+        rt = OnnxRuntime(path)
+        try:
+            out[key] = evaluate(rt, vset, preprocess, progress=progress)
+        finally:
+            rt.close()
+    return out
+
+
+def export_model(weights=None, model: str | None = None, out=None, opset: int = 17, simplify: bool = True,
+                 fp16: bool = True, calib=None, calib_methods=("minmax",), keep_first_conv: bool = True,
+                 keep_tail: bool = True, calib_limit: int | None = None, verify=None, folds=None,
+                 trt_precision: str | None = None, log=print, progress: bool = True) -> dict:
+    """Write the ONNX artifacts and `<stem>.export_report.json`; returns the report."""
+    from edgekd.calib import open_calib
+    from edgekd.export.fp16 import convert_fp16
+    from edgekd.export.int8 import quantize_int8
+    from edgekd.export.onnx_export import export_onnx
+    from edgekd.export.parity import check_parity, compare, sample_faces
+    from edgekd.export.trt_ops import check_trt_ops
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+
+    torch_model, info = open_model(weights, model, log)
+    pre = info["preprocess"]
+    out = Path(out or f"engines/{info['model']}.onnx")
+    check_writable(out.parent)
+    calib_set = open_calib(calib, pre) if calib else None
+    vset = load_verify_set(verify, folds) if verify else None
+    if trt_precision == "int8" and calib_set is None:
+        raise EdgekdError("--trt int8 needs --calib calib/NAME (make one with `edgekd calib make`)")
+    meta = {"model": info["model"], "method": info["method"], "precision": "fp32",
+            "embedding_size": info["embedding_size"], "preprocess": pre.to_dict(),
+            "source_sha256": info["weights_sha256"] or "random-init", "version": __version__}
+
+    faces, faces_src = sample_faces(pre)
+    log(f"parity faces: {faces_src}")
+    with atomic_path(out) as tmp:  # the FP32 file appears only once it matches PyTorch
+        exported = export_onnx(torch_model, tmp, meta, pre.input_size, opset, simplify)
+        parity = check_parity(tmp, torch_model, faces)
+    exported["path"] = str(out)
+    log(f"{out}: {exported['exporter']}, opset {opset}, simplifier {exported['simplifier']}, dynamic batch")
+    log(f"parity vs PyTorch at batch 1 and {faces.shape[0]}: max abs diff {parity['max_abs_diff']:.2e} "
+        f"(rel {parity['max_abs_rel']:.2e}), min cosine {parity['min_cosine']:.7f} (tolerance: cos >= "
+        f"{parity['tolerance']['min_cosine']}, rel <= {parity['tolerance']['max_abs_rel']:g})")
+    ops = check_trt_ops(graph.load(out))
+    log("TensorRT op check: " + ("all ops supported" if ops["ok"] else "; ".join(ops["problems"])))
+
+    artifacts = {"fp32": {"precision": "fp32", "path": out}}
+    if fp16:
+        artifacts["fp16"] = {"precision": "fp16", **convert_fp16(out, artifact_path(out, "fp16"), keep_tail)}
+    for method in calib_methods if calib_set else ():
+        log(f"INT8 Q/DQ ({method} calibration on {calib_set.root}, {min(calib_limit or calib_set.count, calib_set.count)} faces) ...")
+        artifacts[f"int8-{method}"] = quantize_int8(out, artifact_path(out, "int8", method), calib_set, method,
+                                                    keep_first_conv, keep_tail, limit=calib_limit)
+    if not calib_set:
+        log("INT8 Q/DQ skipped: no --calib given")
+    ref = OnnxRuntime(out)(faces)
+    for key, a in artifacts.items():
+        a["path"] = str(a["path"])
+        a.update(sha256=sha256_file(a["path"]), bytes=Path(a["path"]).stat().st_size)
+        rt = OnnxRuntime(a["path"])
+        a["vs_fp32"] = compare(ref, rt(faces))
+        a["batch1_runs"] = rt(faces[:1]).shape[0] == 1
+        rt.close()
+        a["trt_ops"] = check_trt_ops(graph.load(a["path"]))
+        log(f"{a['path']}: min cosine vs FP32 {a['vs_fp32']['min_cosine']:.5f}, mean {a['vs_fp32']['mean_cosine']:.5f}")
+
+    verification = None
+    if vset is not None:
+        results = verify_artifacts({k: Path(a["path"]) for k, a in artifacts.items()}, vset, pre, progress)
+        verification = {"data": str(verify), "folds": folds, "pairs": len(vset)}
+        base = results["fp32"]["accuracy_mean"]
+        for key, r in results.items():
+            artifacts[key]["verification"] = r
+            artifacts[key]["accuracy_delta_pt"] = round(100 * (r["accuracy_mean"] - base), 4)
+            log(f"{key}: {verification['pairs']}-pair accuracy {100 * r['accuracy_mean']:.2f}% "
+                f"(delta vs fp32 {artifacts[key]['accuracy_delta_pt']:+.2f} pt)")
+
+    report = {
+        "kind": "export",
+        "label": {"model": info["model"], "method": info["method"], "precision": "fp32", "artifact": str(out)},
+        "model": info["model"], "weights": info["weights"], "weights_sha256": info["weights_sha256"],
+        "random_init": info["random_init"], "onnx": exported, "parity": parity, "parity_faces": faces_src,
+        "trt_ops": ops, "artifacts": artifacts, "verification_data": verification,
+        "calib": {"path": str(calib_set.root), "sha256": calib_set.sha256, "count": calib_set.count}
+        if calib_set else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "edgekd_version": __version__,
+    }
+    report_path = Path(f"{out.with_suffix('')}.export_report.json")
+    write_json_atomic(report_path, report)
+    log(f"report: {report_path}")
+    return report
+
+
+def engine_path(onnx: Path, precision: str) -> Path:
+    """engines/r18.onnx, fp16 -> engines/r18.fp16.engine (also from engines/r18.fp16.onnx)."""
+    stem = str(onnx.with_suffix(""))
+    for tag in (".fp16", ".int8-minmax", ".int8-entropy", ".int8-percentile"):
+        stem = stem.removesuffix(tag)
+    return Path(f"{stem}.{precision}.engine")
+
+
+def print_trtexec(onnx: Path, typed_onnx: Path | None, engine: Path, precision: str, profile, workspace_mib,
+                  timing_cache, calib_cache, dla_core, log=print) -> None:
+    """The trtexec lines for both API generations (which one applies depends on the installed TensorRT)."""
+    from edgekd.export.trtexec import trtexec_command
+    from edgekd.preprocess import Preprocess
+
+    meta = graph.read_metadata(graph.load(onnx))
+    name, _ = graph.input_spec(graph.load(onnx))
+    size = Preprocess.from_dict(meta["preprocess"]).input_size if "preprocess" in meta else (112, 112)
+    common = dict(input_size=size, precision=precision, profile=profile, workspace_mib=workspace_mib,
+                  timing_cache=timing_cache, dla_core=dla_core)
+    log("trtexec, TensorRT 8.6/10.0 (builder flags):\n  " +
+        trtexec_command(onnx, engine, name, calib_cache=calib_cache, **common))
+    typed = graph.read_metadata(graph.load(typed_onnx)).get("precision", "fp32") if typed_onnx else None
+    if typed == precision:
+        log("trtexec, TensorRT >= 10.1 (strongly typed):\n  " +
+            trtexec_command(typed_onnx, engine, name, strongly_typed=True, **common))
+    else:
+        log(f"(no strongly typed trtexec line: it needs the {precision} ONNX written by `edgekd export`)")
+
+
+def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None, profile=(1, 8, 64),
+                    workspace_mib: int = 2048, timing_cache=None, dla_core: int | None = None, api: str = "auto",
+                    show_trtexec: bool = False, engines_dir="engines", log=print, trt=None) -> dict:
+    """Build one engine (default `engines_dir/NAME.PRECISION.engine`). `onnx` is the FP32 graph (builder-flags path); `typed_onnx` the FP16 / Q/DQ graph that a
+    strongly typed build needs (defaults to `onnx` itself, e.g. when `edgekd build` is given the FP16 file)."""
+    from edgekd.calib import open_calib
+    from edgekd.export.tensorrt_build import build_engine, choose_api
+    from edgekd.preprocess import Preprocess
+
+    onnx = Path(onnx)
+    typed_onnx = Path(typed_onnx) if typed_onnx else onnx
+    engine = Path(out) if out else engine_path(Path(engines_dir) / onnx.name, precision)
+    check_writable(engine.parent)
+    model = graph.load(onnx)
+    meta = graph.read_metadata(model)
+    pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else None
+    _, dims = graph.check_face_input(model, onnx, pre.input_size if pre else (112, 112))  # before importing TensorRT
+    if isinstance(dims[0], int) and set(profile) != {dims[0]}:
+        raise EdgekdError(f"{onnx}: batch is fixed at {dims[0]}, so profile {profile} cannot apply; export it with "
+                          "`edgekd export` (dynamic batch) or pass --profile {0},{0},{0}".replace("{0}", str(dims[0])))
+    calib_set = open_calib(calib, pre) if calib else None
+    timing_cache = Path(timing_cache) if timing_cache else engine.parent / ".timing_cache"
+    calib_cache = Path(f"{engine}.calib-{calib_set.sha256[:12]}.cache") if calib_set else None
+    if show_trtexec:
+        print_trtexec(onnx, typed_onnx, engine, precision, profile, workspace_mib, timing_cache, calib_cache,
+                      dla_core, log)
+    if trt is None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise EdgekdError(f"{engine}: cannot build: the tensorrt Python package is not installed "
+                              f"({INSTALL_HINT}); --print-trtexec prints the equivalent trtexec command") from None
+    path = choose_api(trt, api)
+    src = typed_onnx if path == "strongly-typed" else onnx
+    log(f"TensorRT {trt.__version__}: {path} build of {src} -> {engine}")
+    side = build_engine(src, engine, precision, profile, workspace_mib, timing_cache, dla_core,
+                        calib_set if path == "builder-flags" else None, calib_cache, path, trt)
+    log(f"{engine}: {side['engine_bytes']} bytes in {side['build_seconds']:.1f} s ({side['api_path']}); "
+        f"sidecar {engine}.json")
+    return side

@@ -1,0 +1,177 @@
+"""ONNX -> serialized TensorRT engine with TensorRT's Python API, for both API generations.
+
+- "builder-flags" (TensorRT 8.6 and 10.0): FP32 ONNX + BuilderFlag.FP16/INT8, INT8 scales from an
+  IInt8EntropyCalibrator2 over a calib/ set (with a calibration cache file).
+- "strongly-typed" (TensorRT >= 10.1, where the calibrator API and implicit quantization are deprecated, and 11.x,
+  where BuilderFlag.FP16/INT8 and int8_calibrator are removed): the precision is in the graph itself, so the input
+  is the FP16 ONNX or the Q/DQ INT8 ONNX written by `edgekd export`.
+The choice is made by probing the module (features first, version second) and recorded as `api_path`.
+tensorrt, pycuda / cuda-python are imported lazily: this module imports on machines without them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.calib import CalibSet
+from edgekd.errors import EdgekdError
+from edgekd.export import graph
+from edgekd.export.sidecar import gpu_environment, make_sidecar, write_sidecar
+from edgekd.export.trt_ops import check_trt_ops
+from edgekd.io import atomic_path, write_bytes_atomic
+from edgekd.preprocess import ARCFACE, Preprocess
+
+PRECISIONS = ("fp32", "fp16", "int8")
+API_PATHS = ("builder-flags", "strongly-typed")
+
+
+def _version(trt) -> tuple[int, int]:
+    parts = str(trt.__version__).split(".")
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def choose_api(trt, requested: str = "auto") -> str:
+    """'builder-flags' or 'strongly-typed' for this tensorrt module (or check that `requested` is available)."""
+    has_flags = hasattr(trt.BuilderFlag, "INT8") and hasattr(trt, "IInt8EntropyCalibrator2")
+    has_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") or not has_flags
+    available = {"builder-flags": has_flags, "strongly-typed": has_typed}
+    if requested != "auto":
+        if requested not in available:
+            raise EdgekdError(f"unknown TensorRT API path {requested!r} (auto, {', '.join(API_PATHS)})")
+        if not available[requested]:
+            raise EdgekdError(f"TensorRT {trt.__version__} does not offer the {requested} API")
+        return requested
+    if not has_flags or (has_typed and _version(trt) >= (10, 1)):
+        return "strongly-typed"
+    return "builder-flags"
+
+
+def make_calibrator(trt, calib: CalibSet, cache: Path | None, batch_size: int):
+    """IInt8EntropyCalibrator2 over a calib/ set; device memory is allocated on the first batch (pycuda or
+    cuda-python, via the runtime's CUDA helper), so a cache hit needs no CUDA bindings at all."""
+    from edgekd.runtime.tensorrt_runtime import cuda_backend
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.batches = (b for b in calib.batches(batch_size) if len(b) == batch_size)  # fixed calib profile
+            self.cuda = self.ptr = self.host = None
+
+        def get_batch_size(self):
+            return batch_size
+
+        def get_batch(self, names):
+            b = next(self.batches, None)
+            if b is None:
+                return None
+            if self.cuda is None:
+                self.cuda = cuda_backend()
+                self.host = self.cuda.host(b.shape, np.float32)
+                self.ptr = self.cuda.alloc(b.nbytes)
+            self.host[...] = b
+            self.cuda.htod(self.ptr, self.host)
+            self.cuda.sync()
+            return [self.ptr]
+
+        def read_calibration_cache(self):
+            return cache.read_bytes() if cache is not None and cache.is_file() else None
+
+        def write_calibration_cache(self, data):
+            if cache is not None:
+                write_bytes_atomic(cache, bytes(data))
+
+    return EntropyCalibrator()
+
+
+def build_engine(onnx_path, engine_path, precision: str | None = None, profile: tuple[int, int, int] = (1, 8, 64),
+                 workspace_mib: int = 2048, timing_cache=None, dla_core: int | None = None,
+                 calib: CalibSet | None = None, calib_cache=None, api: str = "auto", trt=None) -> dict:
+    """Parse, configure, build and write `engine_path` + its sidecar atomically; returns the sidecar dict.
+    `precision` None: the graph's own (edgekd.precision metadata), so FP16 / Q/DQ files build as themselves."""
+    if trt is None:
+        from edgekd.runtime.tensorrt_runtime import import_tensorrt
+
+        trt = import_tensorrt()
+    lo, opt, hi = profile
+    if not 1 <= lo <= opt <= hi:
+        raise EdgekdError(f"batch profile must satisfy 1 <= min <= opt <= max, got {profile}")
+    model = graph.load(onnx_path)
+    meta = graph.read_metadata(model)
+    precision = precision or meta.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise EdgekdError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
+    pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else ARCFACE
+    name, _ = graph.check_face_input(model, onnx_path, pre.input_size)
+    ops = check_trt_ops(model)
+    if not ops["ok"]:
+        raise EdgekdError(f"{onnx_path}: TensorRT's ONNX parser would reject it: {'; '.join(ops['problems'])}")
+    path = choose_api(trt, api)
+    graph_precision = meta.get("precision", "fp32")
+    if path == "strongly-typed" and graph_precision != precision:
+        raise EdgekdError(f"{onnx_path}: is {graph_precision}, but a strongly typed {precision} build takes its "
+                          f"precision from the graph: pass the {precision} ONNX written by `edgekd export`")
+    if path == "builder-flags" and graph_precision not in ("fp32", precision):
+        raise EdgekdError(f"{onnx_path}: is {graph_precision}; a {precision} build needs the FP32 ONNX")
+    needs_calib = path == "builder-flags" and precision == "int8" and graph_precision != "int8"
+    if needs_calib and calib is None:
+        raise EdgekdError(f"{onnx_path}: an INT8 build with TensorRT {trt.__version__} calibrates: pass --calib calib/NAME")
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if _version(trt) < (10, 0):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if path == "strongly-typed" and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EdgekdError(f"{onnx_path}: TensorRT's ONNX parser failed: {errs[0] if errs else 'no error reported'}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    h, w = pre.input_size
+    shapes = {k: [b, 3, h, w] for k, b in zip(("min", "opt", "max"), profile)}
+    prof = builder.create_optimization_profile()
+    prof.set_shape(name, *(tuple(s) for s in shapes.values()))
+    config.add_optimization_profile(prof)
+    if path == "builder-flags" and precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds may keep layers without INT8 kernels in FP16
+    if path == "builder-flags" and precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        if needs_calib:
+            batch = min(32, calib.count)
+            cprof = builder.create_optimization_profile()
+            cprof.set_shape(name, *([(batch, 3, h, w)] * 3))
+            config.set_calibration_profile(cprof)
+            config.int8_calibrator = make_calibrator(trt, calib, Path(calib_cache) if calib_cache else None, batch)
+    if dla_core is not None:
+        if dla_core >= builder.num_DLA_cores:
+            raise EdgekdError(f"DLA core {dla_core} requested, but this device has {builder.num_DLA_cores} DLA core(s)")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(dla_core)
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    if timing_cache is not None:
+        tc = Path(timing_cache)
+        config.set_timing_cache(config.create_timing_cache(tc.read_bytes() if tc.is_file() else b""), False)
+
+    start = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if plan is None:
+        raise EdgekdError(f"{engine_path}: TensorRT build failed (see TensorRT's messages above); nothing was written")
+    data = bytes(memoryview(plan))
+    side = make_sidecar(trt.__version__, gpu_environment(), precision=precision, profile=shapes, api_path=path,
+                        onnx_path=onnx_path, engine_bytes=len(data), build_seconds=seconds,
+                        calib_sha256=(calib.sha256 if needs_calib else meta.get("calib")), meta=meta,
+                        dla_core=dla_core)
+    with atomic_path(engine_path) as tmp:  # engine appears only together with its sidecar
+        tmp.write_bytes(data)
+        write_sidecar(engine_path, side)
+    if timing_cache is not None:
+        write_bytes_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    return side

@@ -1,0 +1,31 @@
+"""The trtexec command line equivalent to a `build_engine` call, for hosts with trtexec but no Python bindings.
+
+Flag names follow trtexec's --help of TensorRT 8.6/10.x (--memPoolSize=workspace:<MiB>M, --stronglyTyped since 9.x).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+
+def trtexec_command(onnx, engine, input_name: str, input_size: tuple[int, int], precision: str,
+                    profile: tuple[int, int, int] = (1, 8, 64), workspace_mib: int = 2048, timing_cache=None,
+                    calib_cache=None, dla_core: int | None = None, strongly_typed: bool = False) -> str:
+    h, w = input_size
+    shape = lambda b: f"{input_name}:{b}x3x{h}x{w}"  # noqa: E731
+    cmd = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", f"--minShapes={shape(profile[0])}",
+           f"--optShapes={shape(profile[1])}", f"--maxShapes={shape(profile[2])}",
+           f"--memPoolSize=workspace:{int(workspace_mib)}M"]
+    if strongly_typed:
+        cmd.append("--stronglyTyped")
+    elif precision in ("fp16", "int8"):
+        cmd.append("--fp16")
+        if precision == "int8":
+            cmd.append("--int8")
+            if calib_cache:
+                cmd.append(f"--calib={calib_cache}")
+    if timing_cache:
+        cmd.append(f"--timingCacheFile={timing_cache}")
+    if dla_core is not None:
+        cmd += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
+    return shlex.join(cmd)

@@ -1,0 +1,62 @@
+"""Pipeline settings: defaults = configs/demo.yaml, paper.yaml parses, overrides, one-line errors; stage plan."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekd.errors import EdgekdError
+from edgekd.pipeline_config import load_pipeline_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_yaml_equals_defaults():
+    assert load_pipeline_config(ROOT / "configs" / "demo.yaml") == load_pipeline_config()
+
+
+def test_paper_yaml_is_full_scale():
+    cfg = load_pipeline_config(ROOT / "configs" / "paper.yaml")
+    assert cfg.teacher.model == "r101" and cfg.teacher.weights is None
+    assert cfg.device == "cuda" and cfg.train.steps > 100_000 and cfg.data.val_pairs_per_fold is None
+    assert {s["model"] for s in cfg.students} == {"r18", "mobilefacenet"}
+    assert cfg.methods == ["vanilla", "soft", "adv"]
+
+
+def test_overrides_and_errors(tmp_path):
+    cfg = load_pipeline_config(None, ["train.steps=7", "bench.batch_sizes=[1, 4]", "methods=[vanilla]"])
+    assert cfg.train.steps == 7 and cfg.bench.batch_sizes == [1, 4] and cfg.methods == ["vanilla"]
+    with pytest.raises(EdgekdError, match="unknown option.*train.stepz"):
+        load_pipeline_config(None, ["train.stepz=3"])
+    with pytest.raises(EdgekdError, match="KEY=VALUE"):
+        load_pipeline_config(None, ["train.steps"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[export]\nprecisions = ["int4"]\n')
+    with pytest.raises(EdgekdError, match="bad.toml.*precisions"):
+        load_pipeline_config(bad)
+
+
+def test_stage_plan_synthetic(tmp_path):
+    from edgekd.pipeline import build_stages
+
+    cfg = load_pipeline_config(None, ["data.source=synthetic", "teacher.weights=null"])
+    names = [s.name for s in build_stages(cfg, tmp_path)]
+    assert names[:3] == ["data", "teacher", "eval/teacher"]
+    for m in ("vanilla", "soft", "adv"):
+        assert f"train/mobilefacenet/{m}" in names and f"export/mobilefacenet/{m}" in names
+        for p in ("fp32", "fp16", "int8"):
+            assert f"eval/mobilefacenet_{m}/{p}" in names and f"bench/mobilefacenet_{m}/{p}" in names
+    assert "tensorrt" in names and names[-1] == "report"
+
+
+def test_pipeline_cli_bad_config_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("trian: {steps: 3}\n")
+    code = ("from edgekd.cli import main\nimport sys\n"
+            f"sys.argv = ['edgekd', 'pipeline', '--out', {str(tmp_path / 'o')!r}, '--config', {str(cfg)!r}]\nmain()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "Error:" in r.stderr and "trian" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,216 @@
+"""TensorRT runtime logic that runs without a GPU: sidecar checks (before deserialising), API-generation choice,
+missing-package errors. A recording fake `tensorrt` module stands in for control flow only, never for numbers."""
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from edgekd.errors import EdgekdError
+from edgekd.runtime import open_runtime, tensorrt_runtime as trt_rt
+from edgekd.runtime.tensorrt_runtime import check_sidecar, io_tensors, read_sidecar, select_api, sidecar_path
+
+SIDE = {"tensorrt_version": "10.3.0", "cuda_version": "12.6", "driver_version": "540.4.0", "gpu_name": "Orin",
+        "compute_capability": "8.7", "jetpack": "6.2", "precision": "fp16", "embedding_size": 128,
+        "preprocess": {"input_size": [112, 112], "mean": [127.5] * 3, "std": [127.5] * 3, "crop": None},
+        "profile": {"min": [1, 3, 112, 112], "opt": [8, 3, 112, 112], "max": [32, 3, 112, 112]}}
+
+
+def write_engine(tmp_path, side=SIDE):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"serialized engine")
+    if side is not None:
+        sidecar_path(engine).write_text(json.dumps(side))
+    return engine
+
+
+class FakeTRT(types.ModuleType):
+    """Records deserialisation; has just enough surface for the checks that precede it."""
+
+    def __init__(self, version):
+        super().__init__("tensorrt")
+        self.__version__ = version
+        self.deserialized = []
+        fake = self
+
+        class Logger:
+            WARNING = 2
+
+            def __init__(self, level):
+                pass
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, data):
+                fake.deserialized.append(data)
+                return None
+
+        self.Logger, self.Runtime = Logger, Runtime
+
+
+class FakeCuda:
+    def __init__(self, name="Orin", cc="8.7"):
+        self._info, self.closed = (name, cc), False
+
+    def info(self):
+        return self._info
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    def install(version="10.3.0", gpu=("Orin", "8.7")):
+        mod = FakeTRT(version)
+        monkeypatch.setitem(sys.modules, "tensorrt", mod)
+        cuda = FakeCuda(*gpu)
+        monkeypatch.setattr(trt_rt, "cuda_backend", lambda: cuda)
+        return mod, cuda
+
+    return install
+
+
+def test_version_mismatch_fires_before_deserialising(tmp_path, fake_trt):
+    mod, _ = fake_trt(version="8.6.1")
+    with pytest.raises(EdgekdError) as e:
+        open_runtime(engine=write_engine(tmp_path))
+    msg = str(e.value)
+    assert "m.engine" in msg and "10.3.0" in msg and "8.6.1" in msg and "\n" not in msg
+    assert mod.deserialized == []
+
+
+def test_gpu_mismatch_fires_before_deserialising(tmp_path, fake_trt):
+    mod, cuda = fake_trt(gpu=("NVIDIA GeForce RTX 4090", "8.9"))
+    with pytest.raises(EdgekdError) as e:
+        open_runtime(engine=write_engine(tmp_path))
+    msg = str(e.value)
+    assert "Orin" in msg and "RTX 4090" in msg and "8.7" in msg and "8.9" in msg
+    assert mod.deserialized == [] and cuda.closed
+
+
+def test_matching_sidecar_reaches_deserialisation(tmp_path, fake_trt):
+    mod, cuda = fake_trt()
+    with pytest.raises(EdgekdError, match="could not deserialise"):  # the fake returns None like a bad engine
+        open_runtime(engine=write_engine(tmp_path))
+    assert mod.deserialized == [b"serialized engine"] and cuda.closed
+
+
+def test_missing_or_bad_sidecar(tmp_path):
+    engine = write_engine(tmp_path, side=None)
+    with pytest.raises(EdgekdError, match=r"m.engine: its build record m.engine.json is missing"):
+        read_sidecar(engine)
+    sidecar_path(engine).write_text("{not json")
+    with pytest.raises(EdgekdError, match="not a valid engine sidecar"):
+        read_sidecar(engine)
+    sidecar_path(engine).write_text(json.dumps({"tensorrt_version": "10.3.0"}))
+    with pytest.raises(EdgekdError, match="gpu_name, compute_capability"):
+        read_sidecar(engine)
+
+
+def test_compute_capability_spellings():
+    for cc in ("8.7", "87", [8, 7], (8, 7)):
+        check_sidecar({**SIDE, "compute_capability": cc}, "m.engine", "10.3.0", "orin", "8.7")
+    check_sidecar(SIDE, "m.engine", "10.3.0")  # version-only check (no device yet)
+
+
+def test_without_tensorrt_names_the_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(EdgekdError, match=r"pip install edgekd\[trt\].*python3-libnvinfer"):
+        open_runtime(engine=write_engine(tmp_path))
+
+
+class _V3Engine:
+    num_io_tensors = 2
+    _t = [("input", 1, (-1, 3, 112, 112)), ("embedding", 0, (-1, 128))]
+
+    def get_tensor_name(self, i):
+        return self._t[i][0]
+
+    def get_tensor_mode(self, name):
+        return dict((n, m) for n, m, _ in self._t)[name]
+
+    def get_tensor_shape(self, name):
+        return dict((n, s) for n, _, s in self._t)[name]
+
+    def get_tensor_dtype(self, name):
+        return "f16" if name == "input" else "f32"
+
+    def get_tensor_profile_shape(self, name, profile):
+        return [(1, 3, 112, 112), (8, 3, 112, 112), (32, 3, 112, 112)]
+
+
+class _V2Engine:
+    num_bindings = 2
+
+    def get_binding_name(self, i):
+        return ["input", "embedding"][i]
+
+    def binding_is_input(self, i):
+        return i == 0
+
+    def get_binding_shape(self, i):
+        return [(-1, 3, 112, 112), (-1, 128)][i]
+
+    def get_binding_dtype(self, i):
+        return ["f16", "f32"][i]
+
+    def get_profile_shape(self, profile, i):
+        return [(1, 3, 112, 112), (8, 3, 112, 112), (16, 3, 112, 112)]
+
+
+def test_api_generation_and_io_description():
+    trt = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT=1),
+                                nptype=lambda d: {"f16": np.float16, "f32": np.float32}[d])
+    v3_ctx = types.SimpleNamespace(execute_async_v3=None)
+    v2_ctx = types.SimpleNamespace(execute_async_v2=None)
+    assert select_api(_V3Engine(), v3_ctx) == "v3"
+    assert select_api(_V2Engine(), v2_ctx) == "v2"
+    assert select_api(_V3Engine(), v2_ctx) == "v2"  # named tensors without execute_async_v3: old path
+    v3 = io_tensors(trt, _V3Engine(), "v3")
+    v2 = io_tensors(trt, _V2Engine(), "v2")
+    for io, maxb in ((v3, 32), (v2, 16)):
+        assert [t["name"] for t in io] == ["input", "embedding"] and [t["input"] for t in io] == [True, False]
+        assert io[0]["dtype"] == np.float16 and io[0]["max_batch"] == maxb and io[1]["shape"] == (-1, 128)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_real_engine_matches_onnxruntime(tmp_path):
+    """Builds a tiny dynamic-batch engine with the TensorRT builder and checks the runtime against ONNX Runtime."""
+    import tensorrt as trt
+
+    from _eval_tiny import PRE, export_onnx
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+    from edgekd.runtime.tensorrt_runtime import TensorRTRuntime
+
+    onnx_path = export_onnx(tmp_path / "tiny.onnx", metadata={"edgekd.preprocess": json.dumps(PRE.to_dict())})
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    explicit = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(explicit)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(onnx_path.read_bytes())
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("input", (1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))
+    config.add_optimization_profile(profile)
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(bytes(builder.build_serialized_network(network, config)))
+    cuda = trt_rt.cuda_backend()
+    name, cc = cuda.info()
+    cuda.close()
+    sidecar_path(engine).write_text(json.dumps({**SIDE, "tensorrt_version": trt.__version__, "gpu_name": name,
+                                                "compute_capability": cc, "precision": "fp32", "embedding_size": 8,
+                                                "preprocess": PRE.to_dict()}))
+    x = np.random.default_rng(0).normal(size=(11, 3, 16, 16)).astype(np.float32)
+    rt = TensorRTRuntime(engine)
+    try:
+        np.testing.assert_allclose(rt(x), OnnxRuntime(onnx_path)(x), rtol=1e-3, atol=1e-4)  # 11 = 8 + 3: chunked
+        assert rt.embedding_size == 8 and rt.device_time_ms(x) > 0
+    finally:
+        rt.close()
