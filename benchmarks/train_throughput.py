@@ -1,10 +1,11 @@
 """Training-step throughput of edgekd's trainer versus a minimal plain-PyTorch loop (same model, margin loss, batch,
 optimizer, clipping) on the same machine, as a ratio. Goal: >= 0.95x (the trainer adds no real overhead).
 
-Measurements are interleaved (edgekd, plain, edgekd, plain, ...) and the ratio of medians is reported, because the
-machine this runs on may be shared: load from other users hits both sides alike.
+Measurements are interleaved in ABBA order (edgekd, plain, plain, edgekd, ...) and the ratio of medians is
+reported, because the machine this runs on may be shared: load from other users hits both sides alike. On a
+loaded CPU, one intra-op thread (the default here) keeps OpenMP barrier stalls from dominating the noise.
 
-    python benchmarks/train_throughput.py [--models mbf r18] [--batch 8] [--steps 3] [--repeats 5] [--device cpu]
+    python benchmarks/train_throughput.py [--models mbf r18] [--batch 8] [--steps 1] [--repeats 10] [--threads 1]
 
 Writes benchmarks/results/train_throughput.json and .md.
 """
@@ -73,9 +74,9 @@ def measure(model_name: str, batch: int, steps: int, repeats: int, device: str) 
     for fn in sides.values():  # warm-up: allocator, oneDNN primitives
         timed(fn, x, y, 1, dev)
     runs = {k: [] for k in sides}
-    for _ in range(repeats):
-        for k, fn in sides.items():
-            runs[k].append(timed(fn, x, y, steps, dev))
+    for i in range(repeats):
+        for k in ("edgekd", "plain") if i % 2 == 0 else ("plain", "edgekd"):
+            runs[k].append(timed(sides[k], x, y, steps, dev))
     med = {k: statistics.median(v) for k, v in runs.items()}
     return {"model": model_name, "batch": batch, "steps_per_measurement": steps, "repeats": repeats,
             "img_per_s": runs, "median_img_per_s": med, "ratio": med["edgekd"] / med["plain"],
@@ -86,11 +87,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["mbf", "r18"])
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=1, help="steps per measurement")
+    ap.add_argument("--repeats", type=int, default=10, help="measurements per side")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(RESULTS / "train_throughput"))
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     load0 = os.getloadavg()
     rows = [measure(m, a.batch, a.steps, a.repeats, a.device) for m in a.models]
     env = {"torch": torch.__version__, "device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),

@@ -107,13 +107,13 @@ def test_bad_input_is_one_line_error():
 def test_sphereface_protocol_removes_a_common_offset():
     from edgekd.eval.metrics import sphereface_accuracy
 
-    # Raw features share an offset of +50 on axis 0 that the protocol's mean subtraction removes: without it all
+    # Raw features share an offset of +500 on axis 0 that the protocol's mean subtraction removes: without it all
     # cosines would be ~1. Fold k's threshold comes from the other fold's centred scores.
     rng = np.random.default_rng(0)
     base = rng.normal(size=(40, 64))
-    e1 = base + np.r_[50.0, np.zeros(63)]
+    e1 = base + np.r_[500.0, np.zeros(63)]
     e2 = np.where(np.arange(40)[:, None] % 2 == 0, base + 0.05 * rng.normal(size=(40, 64)), rng.normal(size=(40, 64)))
-    e2 = e2 + np.r_[50.0, np.zeros(63)]
+    e2 = e2 + np.r_[500.0, np.zeros(63)]
     issame = np.arange(40) % 2 == 0
     folds = np.arange(40) // 20
     r = sphereface_accuracy(e1, e2, issame, folds)

@@ -278,3 +278,17 @@ def test_build_from_onnx_paths_and_fixed_batch(tmp_path, capsys):
     graph.save(m, tmp_path / "fixed.onnx")
     with pytest.raises(EdgekdError, match="batch is fixed at 1"):
         build_from_onnx(tmp_path / "fixed.onnx", "fp16", engines_dir=tmp_path / "e", trt=fake_trt("8.6.1", True, False))
+
+
+def test_op_check_flags_asymmetric_qdq_and_opset():
+    from edgekd.export.trt_ops import check_trt_ops
+
+    zp = helper.make_tensor("zp", TensorProto.INT8, [], [3])
+    sc = helper.make_tensor("sc", TensorProto.FLOAT, [], [0.1])
+    g = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["q"], name="q"),
+                           helper.make_node("DequantizeLinear", ["q", "sc", "zp"], ["y"], name="dq")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [zp, sc])
+    r = check_trt_ops(helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]))
+    assert not r["ok"] and any("non-zero zero point" in p for p in r["problems"])
+    assert any("opset 21" in p for p in r["problems"]) and not r["unsupported"]

@@ -9,6 +9,14 @@ from edgekd.errors import EdgekdError
 from edgekd.losses import CombinedMarginLoss, PartialFC, margin_preset
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared, loaded 2-core box OpenMP barriers make tiny ops 100x slower with two."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def _margin(loss, target_cos, label=0):
     logits = torch.tensor([[target_cos, 0.3]])
     return loss(logits, torch.tensor([label]))[0]

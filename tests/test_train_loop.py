@@ -18,6 +18,14 @@ from edgekd.train import MarginObjective, TrainConfig, run_training
 TINY = dict(model="mbf", data="synthetic:4x4", batch_size=4, lr=0.05, log_every=1, progress=False, device="cpu")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared, loaded 2-core box OpenMP barriers make tiny ops 100x slower with two."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def val_bin(tmp_path_factory):
     """20 synthetic pairs as an insightface .bin (the real format, small enough for a CPU test)."""
@@ -31,7 +39,6 @@ def val_bin(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, val_bin):
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("runs") / "tiny"
     summary = run_training(TrainConfig(**TINY, out=str(out), steps=3, val=[str(val_bin)], ckpt_every=2))
     return out, summary
@@ -78,7 +85,6 @@ class _NanAt(MarginObjective):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    torch.set_num_threads(1)
     out = tmp_path / "nan"
     with pytest.raises(EdgekdError) as e:
         run_training(TrainConfig(**TINY, out=str(out), steps=4, ckpt_every=2),
@@ -152,8 +158,11 @@ def test_two_processes_with_gloo(tmp_path):
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_real_recordio_shard_and_bin(shared_data, tmp_path):
-    """The real formats: an MXNet RecordIO shard (8 faces, 2 identities) and insightface's small_lfw.bin."""
-    torch.set_num_threads(1)
-    s = run_training(TrainConfig(**{**TINY, "data": str(shared_data / "recordio" / "adaface_tiny" / "train.rec")},
-                                 out=str(tmp_path / "rec"), steps=2, val=[str(shared_data / "bins" / "small_lfw.bin")]))
-    assert s["num_classes"] == 2 and s["steps"] == 2 and s["verification"]["num_pairs"] == 10
+    """The real formats: an MXNet RecordIO shard (8 faces, 2 identities); small_lfw.bin (all pairs positive) is
+    refused as a verification set before training."""
+    rec = {**TINY, "data": str(shared_data / "recordio" / "adaface_tiny" / "train.rec")}
+    with pytest.raises(EdgekdError, match="small_lfw.bin: verification needs both"):
+        run_training(TrainConfig(**rec, out=str(tmp_path / "bad"), steps=2, val=[str(shared_data / "bins" / "small_lfw.bin")]))
+    assert not (tmp_path / "bad" / "log.jsonl").exists()
+    s = run_training(TrainConfig(**rec, out=str(tmp_path / "rec"), steps=2))
+    assert s["num_classes"] == 2 and s["steps"] == 2 and s["num_images"] == 8

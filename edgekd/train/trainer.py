@@ -201,8 +201,12 @@ class Trainer:
             return []
         from edgekd.data import load_verification, synthetic_verification_set
 
-        return [synthetic_verification_set() if p == "synthetic" else load_verification(p, resize=self.cfg.resize)
+        sets = [synthetic_verification_set() if p == "synthetic" else load_verification(p, resize=self.cfg.resize)
                 for p in self.cfg.val]
+        for p, v in zip(self.cfg.val, sets):  # found now, not at the first verification hours later
+            if v.issame.all() or not v.issame.any():
+                raise EdgekdError(f"{p}: verification needs both same- and different-identity pairs")
+        return sets
 
     def _restore(self, ckpt: dict) -> None:
         own = self.objective.state_dict()
@@ -265,11 +269,13 @@ class Trainer:
 
     def fit(self) -> dict:
         cfg, start_wall = self.cfg, time.perf_counter()
+        if self.ctx.is_main and self.step == 0:  # a run killed before its first checkpoint starts over
+            self.log_path.unlink(missing_ok=True)
         self.model.train()
         self.objective.train()
         bar = tqdm(total=self.total, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not (self.ctx.is_main and cfg.progress), desc=f"train {cfg.model}")
-        it, t_log = None, time.perf_counter()
+        it = None
         try:
             while self.step < self.total:
                 epoch, i = divmod(self.step, self.steps_per_epoch)
@@ -288,16 +294,17 @@ class Trainer:
                         else "no checkpoint had been written"
                     raise EdgekdError(f"{self.out}: step {self.step + 1}: {e}; training stopped, {kept}") from None
                 self.step += 1
-                self.train_s += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                self.train_s += dt
                 self.images += x.shape[0] * self.ctx.world_size
                 for k, v in logs.items():
                     self.pending[k] = self.pending.get(k, 0.0) + v
                 self.pending["_n"] = self.pending.get("_n", 0) + 1
                 self.pending["_img"] = self.pending.get("_img", 0) + x.shape[0] * self.ctx.world_size
+                self.pending["_s"] = self.pending.get("_s", 0.0) + dt
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.total:
-                    dt, t_log = time.perf_counter() - t_log, time.perf_counter()
-                    line = self._log_train(epoch, dt)
+                    line = self._log_train(epoch)
                     bar.set_postfix(loss=f"{line['loss']:.3f}", lr=f"{line['lr']:.3g}", img_s=f"{line['img_per_s']:.0f}")
                 if cfg.val_every and self.step % cfg.val_every == 0 and self.step < self.total:
                     self.validate(bar)
@@ -311,11 +318,11 @@ class Trainer:
         return self._finish(final)
 
     # ---- logging, validation, checkpoints -----------------------------------------------------------------
-    def _log_train(self, epoch: int, dt: float) -> dict:
-        n = self.pending.pop("_n")
-        img = self.pending.pop("_img")
+    def _log_train(self, epoch: int) -> dict:
+        """Means over the steps since the last line; img/s counts data loading + steps, not verification/saving."""
+        n, img, secs = self.pending.pop("_n"), self.pending.pop("_img"), self.pending.pop("_s")
         line = {"step": self.step, "epoch": epoch, **{k: v / n for k, v in self.pending.items()},
-                "img_per_s": img / dt if dt > 0 else 0.0}
+                "img_per_s": img / secs if secs > 0 else 0.0}
         self.pending = {}
         self.history["loss"].append(line["loss"])
         self._write_log(line)
