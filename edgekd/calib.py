@@ -57,18 +57,20 @@ def _source_images(source: str, folds: list[int] | None):
     path = Path(source)
     if path.suffix == ".bin" or (path.suffix == ".txt" and "pair" in path.name):
         vset = load_verification(path)
-        if folds:
-            vset = vset.subset([f - 1 for f in folds])
+        keep = np.isin(vset.folds, [f - 1 for f in folds]) if folds else np.ones(len(vset), bool)
+        used = np.unique(vset.pairs[keep])
         if path.suffix == ".bin":
-            labels, kind = _pair_groups(vset.pairs, vset.issame, vset.num_images), "same-pair groups"
+            groups = _pair_groups(vset.pairs[keep], vset.issame[keep], vset.num_images)[used]
+            labels, kind = np.unique(groups, return_inverse=True)[1], "same-pair groups"
+            ids = [f"{path.name}:{k}" for k in used]
         else:
             from edgekd.data.verification import parse_pairs
 
-            names, pairs, _, fold_ids = parse_pairs(path)
-            used = np.unique(pairs[np.isin(fold_ids + 1, folds)]) if folds else np.arange(len(names))
+            names = parse_pairs(path)[0]
             labels, kind = np.unique([names[k][0] for k in used], return_inverse=True)[1], "LFW names"
-        ids = [f"{vset.name}:{k}" for k in range(vset.num_images)]
-        return labels, ids, vset.images, f"{vset.name} ({vset.num_images} images, identities = {kind})"
+            ids = [f"{names[k][0]}/{names[k][0]}_{names[k][1]:04d}.jpg" for k in used]
+        return labels, ids, (lambda idx: vset.images(used[idx])), \
+            f"{path} ({used.size} images, identities = {kind})"
     if folds:
         raise EdgekdError(f"{source}: --folds applies to verification sets (pairs.txt / .bin) only")
     ds = open_dataset(source)

@@ -39,7 +39,7 @@ class CombinedMarginLoss(nn.Module):
         if s <= 0 or m1 <= 0 or m2 < 0 or m3 < 0 or m2 >= math.pi:
             raise EdgekdError(f"invalid margin parameters s={s} m1={m1} m2={m2} m3={m3} (need s>0, m1>0, 0<=m2<pi, m3>=0)")
         self.s, self.m1, self.m2, self.m3, self.easy_margin = s, m1, m2, m3, easy_margin
-        self.th = math.cos((math.pi - m2) / m1)
+        self.th = math.cos(min(math.pi, (math.pi - m2) / m1))  # m1*theta + m2 stays below pi: no fallback
         self.mm = math.sin(math.pi - m2) * m2
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -283,8 +283,13 @@ def eval_stage(cfg: PipelineConfig, label: dict, val: dict, out_json: Path, *, o
     from edgekd.runtime import open_runtime
 
     vset = load_val(val)
-    rt = open_runtime(onnx=onnx, weights=weights, device=cfg.runtime_device if onnx else cfg.device.replace("auto", "cpu"))
-    ref = open_runtime(onnx=reference, device=cfg.runtime_device) if reference else None
+    threads = resolve_threads(cfg.threads)
+    ort_kw = {"intra_op_threads": threads} if cfg.runtime_device == "cpu" else {}
+    if onnx:
+        rt = open_runtime(onnx=onnx, device=cfg.runtime_device, **ort_kw)
+    else:
+        rt = open_runtime(weights=weights, device=cfg.device.replace("auto", "cpu"))
+    ref = open_runtime(onnx=reference, device=cfg.runtime_device, **ort_kw) if reference else None
     try:
         res = evaluate(rt, vset, rt.preprocess, batch_size=cfg.eval.batch_size, flip=cfg.eval.flip, progress=True,
                        reference=(ref, ref.preprocess) if ref is not None else None)
@@ -324,7 +329,9 @@ def bench_stage(cfg: PipelineConfig, onnx: str, label: dict, out_json: Path) -> 
     # In a fresh process: the peak RSS and the timings are the deployed runtime's, not the pipeline's.
     r = run_bench_isolated(dict(onnx=onnx, device=cfg.runtime_device, batch_sizes=list(b.batch_sizes),
                                 warmup=b.warmup, iterations=b.iterations, min_time_s=b.min_time_s,
-                                max_time_s=b.max_time_s, progress=True))
+                                max_time_s=b.max_time_s, progress=True,
+                                runtime_kw={"intra_op_threads": resolve_threads(cfg.threads)}
+                                if cfg.runtime_device == "cpu" else None))
     r["label"] = {**r["label"], **{k: v for k, v in label.items() if v is not None}}
     write_json_atomic(out_json, r)
     first = r["results"][0]
@@ -400,7 +407,7 @@ def build_stages(cfg: PipelineConfig, out: Path) -> list[Stage]:
     for name, method, p, ename, student in artifacts:
         label = lambda name=name, method=method, p=p, ename=ename, student=student: {  # noqa: E731
             "model": student["model"], "method": method, "precision": p, "artifact": by[ename].result["artifacts"][p]}
-        use_ref = cfg.eval.reference and p != "fp32"
+        use_ref = p in cfg.eval.reference
         add(Stage(f"eval/{name}/{p}", {"eval": dataclasses.asdict(cfg.eval), "device": cfg.runtime_device,
                                        "reference": use_ref},
                   lambda s, label=label, ename=ename, p=p, name=name, use_ref=use_ref: eval_stage(
@@ -432,14 +439,25 @@ def _report(cfg: PipelineConfig, res: Path, out: Path) -> dict:
                     f"{c['fig1_points']} points"}
 
 
+def resolve_threads(threads: int | str) -> int:
+    """auto: every available core, but 1 when the machine is already busy (load >= cores), because OpenMP threads
+    spin-waiting against other jobs made a 2-thread training step ~3x slower than 1 thread on the shared CPU."""
+    if threads != "auto":
+        return int(threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if os.getloadavg()[0] >= cores else cores
+
+
 def run_pipeline(cfg: PipelineConfig, out: str | Path, progress: bool = True) -> dict:
     """Run (or resume) every stage; returns and writes <out>/pipeline.json (stages, wall times, data source)."""
     from edgekd.bench.environment import collect_environment
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
+    threads = resolve_threads(cfg.threads)
+    import torch
+
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc)
     load_start = list(os.getloadavg())
@@ -454,9 +472,11 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, progress: bool = True) ->
         "started": started.isoformat(timespec="seconds"),
         "wall_time_s": wall,
         "data_source": next(s for s in stages if s.name == "data").result.get("note"),
-        "stages": [{"name": s.name, "status": s.status, "wall_s": s.wall_s, "note": s.result.get("note")}
-                   for s in stages],
+        "stages": [{"name": s.name, "status": s.status, "wall_s": s.wall_s, "cpu_s": s.cpu_s,
+                    "note": s.result.get("note")} for s in stages],
         "report": next(s for s in stages if s.name == "report").result.get("files"),
+        "threads": threads,
+        "cpu_seconds": sum(st.cpu_s or 0 for st in stages),
         "load_average_start": load_start,
         "load_average_end": env["load_average"],
         "environment": {k: env[k] for k in ("cpu_model", "cpu_count", "cpu_available", "load_average", "gpus",

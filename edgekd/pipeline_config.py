@@ -24,7 +24,7 @@ class DataConfig:
     max_identities: int | None = None  # most-photographed first; None = all
     max_images_per_identity: int | None = 20
     val: str | None = None  # verification set for a custom `source` (.bin or pairs.txt); LFW uses its own pairs
-    val_pairs_per_fold: int | None = 60  # positives + negatives each; None = every pair of the val folds
+    val_pairs_per_fold: int | None = 50  # positives + negatives each; None = every pair of the val folds
     synthetic_identities: int = 40
     synthetic_images_per_identity: int = 8
     synthetic_val_pairs: int = 200
@@ -43,7 +43,7 @@ class TeacherConfig:
 
 @dataclass
 class TrainSettings:
-    steps: int = 60
+    steps: int = 30
     batch_size: int = 32
     lr: float = 0.1
     optimizer: str = "sgd"
@@ -68,7 +68,7 @@ class ExportConfig:
 class EvalConfig:
     batch_size: int = 64
     flip: bool = False
-    reference: bool = True  # fp16/int8 artifacts: also report cosine agreement with the fp32 ONNX
+    reference: list[str] = field(default_factory=lambda: ["int8"])  # also report cosine agreement with fp32 ONNX
 
 
 @dataclass
@@ -85,7 +85,7 @@ class PipelineConfig:
     name: str = "demo"
     device: str = "cpu"  # training device (auto|cpu|cuda); artifacts are evaluated/benchmarked on `runtime_device`
     runtime_device: str = "cpu"
-    threads: int | None = None  # torch/onnxruntime threads; None = library default
+    threads: int | str = "auto"  # torch/onnxruntime threads; auto: all cores, or 1 when the machine is already busy
     students: list[dict] = field(default_factory=lambda: [{"model": "mobilefacenet"}])
     methods: list[str] = field(default_factory=lambda: ["vanilla", "soft", "adv"])  # distill --method specs
     method_options: dict = field(default_factory=dict)  # method -> ["soft.temperature=4", ...]
@@ -194,5 +194,10 @@ def _check(cfg: PipelineConfig, source: str) -> None:
         raise EdgekdError(f"{source}: no methods given (vanilla, soft, adv, ...)")
     if cfg.train.steps <= 0 or cfg.train.batch_size <= 0:
         raise EdgekdError(f"{source}: train.steps and train.batch_size must be positive")
+    if not (cfg.threads == "auto" or (isinstance(cfg.threads, int) and cfg.threads > 0)):
+        raise EdgekdError(f"{source}: threads must be auto or a positive integer (got {cfg.threads!r})")
+    bad = [p for p in cfg.eval.reference if p not in cfg.export.precisions or p == "fp32"]
+    if bad:
+        raise EdgekdError(f"{source}: eval.reference lists {bad[0]!r}, not an exported non-fp32 precision")
     if not cfg.bench.batch_sizes or min(cfg.bench.batch_sizes) < 1:
         raise EdgekdError(f"{source}: bench.batch_sizes must be positive integers")

@@ -36,6 +36,7 @@ class Stage:
     result: dict = field(default_factory=dict)
     status: str = "pending"
     wall_s: float | None = None
+    cpu_s: float | None = None  # CPU seconds of this process and its children (user + system)
 
 
 def _hash_file(path: Path, cache: dict[Path, str]) -> str:
@@ -43,6 +44,13 @@ def _hash_file(path: Path, cache: dict[Path, str]) -> str:
     if path not in cache:
         cache[path] = sha256_file(path)
     return cache[path]
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def _fmt(s: float | None) -> str:
@@ -119,7 +127,7 @@ class StageRunner:
     def write_status(self, started: float) -> None:
         write_json_atomic(self.out / "pipeline_status.json", {
             "kind": "pipeline_status", "elapsed_s": time.perf_counter() - started,
-            "stages": [{"name": s.name, "status": s.status, "wall_s": s.wall_s,
+            "stages": [{"name": s.name, "status": s.status, "wall_s": s.wall_s, "cpu_s": s.cpu_s,
                         "note": s.result.get("note")} for s in self.stages]})
 
     # -- run -------------------------------------------------------------------------------------------------
@@ -140,7 +148,7 @@ class StageRunner:
             stage.status = "running"
             self.write_status(started)
             self._prepare_work_dir(stage)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_seconds()
             try:
                 result = stage.run(stage) or {}
             except BaseException:
@@ -148,15 +156,17 @@ class StageRunner:
                 self.write_status(started)
                 raise
             stage.wall_s = time.perf_counter() - t0
+            stage.cpu_s = _cpu_seconds() - c0
             outputs = [Path(p) for p in result.pop("outputs", [])]
             result["output_sha256"] = {str(p): _hash_file(p, self._hashes) for p in outputs}
             result["wall_s"] = stage.wall_s
+            result["cpu_s"] = stage.cpu_s
             stage.result, stage.status = result, "done"
             write_json_atomic(self.marker_path(stage), {
                 "stage": stage.name, "key": stage.key, "config": stage.config,
                 "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "result": result})
             note = f" — {result['note']}" if result.get("note") else ""
-            self.say(f"  {tag:<44} done in {_fmt(stage.wall_s)}{note}")
+            self.say(f"  {tag:<44} done in {_fmt(stage.wall_s)} (CPU {_fmt(stage.cpu_s)}){note}")
         self.write_status(started)
         return self.stages
 

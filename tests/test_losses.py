@@ -13,6 +13,7 @@ from edgekd.losses import CombinedMarginLoss, PartialFC, margin_preset
 def _one_thread():
     """One intra-op thread: on a shared, loaded 2-core box OpenMP barriers make tiny ops 100x slower with two."""
     before = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 

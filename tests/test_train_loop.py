@@ -22,6 +22,7 @@ TINY = dict(model="mbf", data="synthetic:4x4", batch_size=4, lr=0.05, log_every=
 def _one_thread():
     """One intra-op thread: on a shared, loaded 2-core box OpenMP barriers make tiny ops 100x slower with two."""
     before = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
@@ -63,6 +64,14 @@ def test_run_writes_summary_log_and_loadable_checkpoints(tiny_run, val_bin):
     assert info.name == "mobilefacenet" and info.meta["method"] == "vanilla" and info.meta["step"] == 3
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["train"]["step"] == 3 and ckpt["objective"]["head.weight"].shape == (4, 512)
+
+
+def test_init_starts_from_the_given_weights(tiny_run, tmp_path):
+    from edgekd.train import Trainer
+
+    t = Trainer(TrainConfig(**TINY, out=str(tmp_path / "init"), steps=1, init_weights=str(tiny_run[0] / "model.pt")))
+    saved = torch.load(tiny_run[0] / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(v, saved[k]) for k, v in t.model.state_dict().items())
 
 
 def test_resume_with_a_head_of_another_size_fails(tiny_run, tmp_path):

@@ -38,7 +38,7 @@ def train_options(f):
         click.option("--m2", type=float, help="Additive angular margin (ArcFace)."),
         click.option("--m3", type=float, help="Additive cosine margin (CosFace)."),
         click.option("--easy-margin", is_flag=True, help="Apply the angular margin only where cos > 0."),
-        click.option("--sample-rate", default=1.0, show_default=True, help="Partial FC: fraction of class centres per step."),
+        click.option("--sample-rate", "--partial-fc", "sample_rate", default=1.0, show_default=True, help="Partial FC: fraction of class centres per step."),
         click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True,
                      help="Mixed precision (fp16 needs CUDA and uses a GradScaler)."),
         click.option("--grad-clip", default=5.0, show_default=True, help="Max gradient norm (0 = off)."),

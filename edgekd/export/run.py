@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from edgekd import __version__
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
@@ -130,11 +132,17 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
         a["path"] = str(a["path"])
         a.update(sha256=sha256_file(a["path"]), bytes=Path(a["path"]).stat().st_size)
         rt = OnnxRuntime(a["path"])
-        a["vs_fp32"] = compare(ref, rt(faces))
+        emb = rt(faces)
+        a["vs_fp32"] = compare(ref, emb)
+        a["finite"] = bool(np.isfinite(emb).all())
+        a["fp32_max_abs"] = float(np.abs(ref).max())
         a["batch1_runs"] = rt(faces[:1]).shape[0] == 1
         rt.close()
         a["trt_ops"] = check_trt_ops(graph.load(a["path"]))
         log(f"{a['path']}: min cosine vs FP32 {a['vs_fp32']['min_cosine']:.5f}, mean {a['vs_fp32']['mean_cosine']:.5f}")
+        if not a["finite"]:
+            log(f"WARNING: {a['path']} gives non-finite embeddings (FP32 values reach {a['max_abs_embedding']:.3g}; "
+                f"FP16 overflows above 65504 — typical of random-init weights, not of trained ones)")
 
     verification = None
     if vset is not None:

@@ -36,7 +36,10 @@ def open_runtime(engine=None, onnx=None, model=None, weights=None, device="cpu",
 
         if model is not None and kw.get("preprocess") is None:
             kw["preprocess"] = registry_preprocess(model)
-        return OnnxRuntime(onnx, device=device, **kw)
+        rt = OnnxRuntime(onnx, device=device, **kw)
+        if model is not None:
+            rt.meta.setdefault("model", model)  # files without edgekd metadata: name them as the user did
+        return rt
     if weights is None and model is None:
         raise EdgekdError("nothing to run: give an engine, an ONNX file, weights or a model name")
     from edgekd.runtime.torch_runtime import TorchRuntime
