@@ -55,8 +55,12 @@ def _export(name: str, tmp: Path, calib_n: int) -> dict[str, Path]:
     return {"fp32": fp32, "int8": int8, "module": model}
 
 
-def cpu_mode(models: list[str], batches: list[int], rounds: int, min_time_s: float, calib_n: int) -> dict:
+def cpu_mode(models: list[str], batches: list[int], rounds: int, min_time_s: float, calib_n: int,
+             threads: int | None) -> dict:
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from edgekd.models import complexity
     from edgekd.runtime.onnx_runtime import OnnxRuntime
@@ -69,8 +73,8 @@ def cpu_mode(models: list[str], batches: list[int], rounds: int, min_time_s: flo
             c = complexity(files["module"])
             runtimes = {
                 "torch eager fp32": TorchRuntime(module=files["module"]),
-                "onnxruntime fp32": OnnxRuntime(files["fp32"]),
-                "onnxruntime int8": OnnxRuntime(files["int8"]),
+                "onnxruntime fp32": OnnxRuntime(files["fp32"], intra_op_threads=threads),
+                "onnxruntime int8": OnnxRuntime(files["int8"], intra_op_threads=threads),
             }
             h, w = runtimes["onnxruntime fp32"].preprocess.input_size
             for b in batches:
@@ -97,7 +101,8 @@ def cpu_mode(models: list[str], batches: list[int], rounds: int, min_time_s: flo
                                  "img_per_s": b * 1e3 / lat, "ratio_to_torch": lat / base})
             for rt in runtimes.values():
                 rt.close()
-    return {"mode": "cpu", "rows": rows, "torch_threads": torch.get_num_threads()}
+    return {"mode": "cpu", "rows": rows, "torch_threads": torch.get_num_threads(),
+            "ort_intra_op_threads": threads or "default"}
 
 
 def gpu_mode(models: list[str], batches: list[int], iterations: int) -> dict:
@@ -144,7 +149,8 @@ def markdown(result: dict) -> str:
              f"{', '.join(f'{v:.1f}' for v in env['load_average'] or [])} at the end)"
              + (f", GPU {result['gpu']} (CUDA {result['cuda']})" if result.get("gpu") else "") + ".", ""]
     if result["mode"] == "cpu":
-        lines += ["Median over interleaved rounds; ratio = latency / PyTorch eager latency (lower is faster).", "",
+        lines += [f"Threads: torch {result['torch_threads']}, onnxruntime {result['ort_intra_op_threads']}. Median over "
+                  "interleaved rounds; ratio = latency / PyTorch eager latency (lower is faster).", "",
                   "| model | GFLOPs | batch | torch eager ms | ORT FP32 ms (ratio) | ORT INT8 ms (ratio) | INT8 vs FP32 |",
                   "|---|---|---|---|---|---|---|"]
         rows = result["rows"]
@@ -176,6 +182,7 @@ def main() -> None:
     ap.add_argument("--min-time", type=float, default=0.5, help="seconds per runtime per round (CPU)")
     ap.add_argument("--iterations", type=int, default=100, help="timed calls per configuration (GPU)")
     ap.add_argument("--calib", type=int, default=32, help="INT8 calibration images (CPU)")
+    ap.add_argument("--threads", type=int, help="torch and onnxruntime threads (CPU; default: library defaults)")
     ap.add_argument("--out", default=str(RESULTS), help="output folder")
     a = ap.parse_args()
     models = (a.models or ("r100,r18,mbf" if a.gpu else "mbf,r18,r50")).split(",")
@@ -185,7 +192,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     result = gpu_mode(models, batches, a.iterations) if a.gpu else cpu_mode(models, batches, a.rounds, a.min_time,
-                                                                            a.calib)
+                                                                            a.calib, a.threads)
     result["created"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     result["wall_s"] = time.perf_counter() - t0
     result["env"] = collect_environment()

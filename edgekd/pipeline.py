@@ -259,25 +259,29 @@ def export_stage(cfg: PipelineConfig, name: str, method: str, ckpt: str, calib: 
             "gflops": c["gflops"], "params": c["params"], "parity": parity, "note": "; ".join(notes)}
 
 
-def tensorrt_stage(cfg: PipelineConfig, onnx_files: list[str]) -> dict:
-    if cfg.export.tensorrt == "off":
-        return {"outputs": [], "engines": {}, "note": "not built: export.tensorrt is off"}
-    if importlib.util.find_spec("tensorrt") is None:
-        return {"outputs": [], "engines": {}, "note": "not built: the tensorrt Python package does not import here "
-                "(no GPU / TensorRT on this machine); ONNX artifacts were evaluated instead"}
-    from edgekd.export import build_engine  # EXPORT's TensorRT builder (needs a GPU)
+def tensorrt_available() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def tensorrt_stage(cfg: PipelineConfig, artifacts: dict[str, str], calib: str, art_dir: Path) -> dict:
+    """One engine per exported precision: FP32 from the FP32 graph, FP16 / INT8 from their typed ONNX (strongly
+    typed build) or the FP32 graph + calib set (builder flags), whichever the installed TensorRT supports."""
+    from edgekd.export.run import build_from_onnx
 
     engines = {}
-    for f in onnx_files:
-        engine = Path(f).with_suffix(".engine")
-        build_engine(f, engine)
-        engines[f] = str(engine)
-    return {"outputs": list(engines.values()), "engines": engines, "note": f"{len(engines)} engines"}
+    for p, onnx in artifacts.items():
+        engine = art_dir / (Path(onnx).name.removesuffix(".onnx") + ".engine")
+        build_from_onnx(artifacts["fp32"], p, out=engine, typed_onnx=onnx if p != "fp32" else None,
+                        calib=calib if p == "int8" else None, log=lambda *a: None)
+        engines[p] = str(engine)
+    return {"outputs": [Path(e) for e in engines.values()], "engines": engines,
+            "note": f"{len(engines)} engines ({', '.join(engines)})"}
 
 
 # ---- eval / bench -----------------------------------------------------------------------------------------------
 def eval_stage(cfg: PipelineConfig, label: dict, val: dict, out_json: Path, *, onnx: str | None = None,
-               weights: str | None = None, reference: str | None = None, extra: dict | None = None) -> dict:
+               weights: str | None = None, engine: str | None = None, reference: str | None = None,
+               extra: dict | None = None) -> dict:
     """Verification of one deployed artifact on the held-out pairs; writes the contract's eval JSON."""
     from edgekd.eval import evaluate
     from edgekd.runtime import open_runtime
@@ -285,7 +289,9 @@ def eval_stage(cfg: PipelineConfig, label: dict, val: dict, out_json: Path, *, o
     vset = load_val(val)
     threads = resolve_threads(cfg.threads)
     ort_kw = {"intra_op_threads": threads} if cfg.runtime_device == "cpu" else {}
-    if onnx:
+    if engine:
+        rt = open_runtime(engine=engine)
+    elif onnx:
         rt = open_runtime(onnx=onnx, device=cfg.runtime_device, **ort_kw)
     else:
         rt = open_runtime(weights=weights, device=cfg.device.replace("auto", "cpu"))
@@ -298,9 +304,14 @@ def eval_stage(cfg: PipelineConfig, label: dict, val: dict, out_json: Path, *, o
         rt.close()
         if ref is not None:
             ref.close()
-    artifact = onnx or weights
+    artifact = engine or onnx or weights
     gflops = params = None
-    if onnx:
+    if engine:
+        from edgekd.bench.complexity import engine_complexity
+
+        c = engine_complexity(engine) or {}
+        gflops, params = c.get("gflops"), c.get("params")
+    elif onnx:
         from edgekd.bench.complexity import onnx_complexity
 
         c = onnx_complexity(onnx)
@@ -322,16 +333,17 @@ def eval_stage(cfg: PipelineConfig, label: dict, val: dict, out_json: Path, *, o
     return {"outputs": [out_json], "accuracy_mean": res["accuracy_mean"], "note": note}
 
 
-def bench_stage(cfg: PipelineConfig, onnx: str, label: dict, out_json: Path) -> dict:
+def bench_stage(cfg: PipelineConfig, onnx: str | None, label: dict, out_json: Path, engine: str | None = None) -> dict:
     from edgekd.bench import run_bench_isolated
 
     b = cfg.bench
     # In a fresh process: the peak RSS and the timings are the deployed runtime's, not the pipeline's.
-    r = run_bench_isolated(dict(onnx=onnx, device=cfg.runtime_device, batch_sizes=list(b.batch_sizes),
+    where = {"engine": engine} if engine else {"onnx": onnx, "device": cfg.runtime_device}
+    r = run_bench_isolated(dict(**where, batch_sizes=list(b.batch_sizes),
                                 warmup=b.warmup, iterations=b.iterations, min_time_s=b.min_time_s,
                                 max_time_s=b.max_time_s, progress=True,
                                 runtime_kw={"intra_op_threads": resolve_threads(cfg.threads)}
-                                if cfg.runtime_device == "cpu" else None))
+                                if cfg.runtime_device == "cpu" and not engine else None))
     r["label"] = {**r["label"], **{k: v for k, v in label.items() if v is not None}}
     write_json_atomic(out_json, r)
     first = r["results"][0]
@@ -399,11 +411,22 @@ def build_stages(cfg: PipelineConfig, out: Path) -> list[Stage]:
                       after=[tname, f"calib/{sname}"], estimate_s=25))
             for p in cfg.export.precisions:
                 artifacts.append((f"{sname}_{mname}", mname, p, ename, student))
-    export_names = sorted({a[3] for a in artifacts})
-    add(Stage("tensorrt", {"mode": cfg.export.tensorrt, "available": importlib.util.find_spec("tensorrt") is not None},
-              lambda s: tensorrt_stage(cfg, [f for e in export_names for f in by[e].result["artifacts"].values()]),
-              after=export_names, estimate_s=1))
-    n_eval = 0
+    engines = []  # (name, method, precision, tensorrt stage name, student)
+    if cfg.export.tensorrt == "auto" and tensorrt_available():
+        for name, method, p, ename, student in artifacts:
+            tname = f"tensorrt/{name}"
+            if tname not in by:
+                sname = student.get("name") or student["model"]
+                add(Stage(tname, {"precisions": cfg.export.precisions},
+                          lambda s, e=ename, c=f"calib/{sname}": tensorrt_stage(
+                              cfg, by[e].result["artifacts"], by[c].result["calib"], art),
+                          after=[ename, f"calib/{sname}"], estimate_s=120))
+            engines.append((name, method, p, tname, student))
+    else:
+        why = ("export.tensorrt is off" if cfg.export.tensorrt == "off" else
+               "the tensorrt Python package does not import here (no GPU / TensorRT on this machine)")
+        add(Stage("tensorrt", {"skipped": why}, lambda s, why=why: {"outputs": [], "note": f"not built: {why}"},
+                  estimate_s=0))
     for name, method, p, ename, student in artifacts:
         label = lambda name=name, method=method, p=p, ename=ename, student=student: {  # noqa: E731
             "model": student["model"], "method": method, "precision": p, "artifact": by[ename].result["artifacts"][p]}
@@ -415,13 +438,25 @@ def build_stages(cfg: PipelineConfig, out: Path) -> list[Stage]:
                       onnx=by[ename].result["artifacts"][p],
                       reference=by[ename].result["artifacts"]["fp32"] if use_ref else None),
                   after=["data", ename], estimate_s=60 if use_ref else 35))
-        n_eval += 1
     for name, method, p, ename, student in artifacts:
         add(Stage(f"bench/{name}/{p}", {"bench": dataclasses.asdict(cfg.bench), "device": cfg.runtime_device},
                   lambda s, ename=ename, p=p, name=name, method=method, student=student: bench_stage(
                       cfg, by[ename].result["artifacts"][p],
                       {"model": student["model"], "method": method, "precision": p}, res / "bench" / f"{name}.{p}.json"),
                   after=[ename], estimate_s=4 + 3 * len(cfg.bench.batch_sizes)))
+    for name, method, p, tname, student in engines:
+        label = lambda name=name, method=method, p=p, tname=tname, student=student: {  # noqa: E731
+            "model": student["model"], "method": method, "precision": p, "artifact": by[tname].result["engines"][p]}
+        add(Stage(f"eval/{name}/{p}-tensorrt", {"eval": dataclasses.asdict(cfg.eval)},
+                  lambda s, label=label, tname=tname, p=p, name=name: eval_stage(
+                      cfg, label(), data()["val"], res / "eval" / f"{name}.{p}.tensorrt.json",
+                      engine=by[tname].result["engines"][p]),
+                  after=["data", tname], estimate_s=15))
+        add(Stage(f"bench/{name}/{p}-tensorrt", {"bench": dataclasses.asdict(cfg.bench)},
+                  lambda s, label=label, tname=tname, p=p, name=name: bench_stage(
+                      cfg, None, {k: v for k, v in label().items() if k != "artifact"},
+                      res / "bench" / f"{name}.{p}.tensorrt.json", engine=by[tname].result["engines"][p]),
+                  after=[tname], estimate_s=10))
     result_stages = [s.name for s in stages if s.name.startswith(("eval/", "bench/"))] + ["data"]
     add(Stage("report", {"title": f"edgekd pipeline: {cfg.name}"},
               lambda s: _report(cfg, res, out / "report"), after=result_stages, estimate_s=5))

@@ -148,3 +148,18 @@ def test_bench_isolated_process(tmp_path):
     assert r["label"]["model"] == "tiny"
     with pytest.raises(EdgekdError, match="missing.onnx"):
         run_bench_isolated({"onnx": str(tmp_path / "missing.onnx"), "progress": False})
+
+
+def test_jetson_parsers(tmp_path):
+    from edgekd.bench.environment import jetson_release
+    from edgekd.bench.memory import meminfo_used_bytes, parse_tegrastats_ram
+
+    rel = tmp_path / "nv_tegra_release"
+    rel.write_text("# R35 (release), REVISION: 3.1, GCID: 32827747, BOARD: t186ref, EABI: aarch64\n")
+    assert jetson_release(rel)["l4t"] == "35.3.1"
+    assert jetson_release(tmp_path / "absent") is None
+    mem = tmp_path / "meminfo"
+    mem.write_text("MemTotal:        7995048 kB\nMemFree:  100 kB\nMemAvailable:    5995048 kB\n")
+    assert meminfo_used_bytes(str(mem)) == 2_000_000 * 1024
+    line = "RAM 2345/7764MB (lfb 1x4MB) SWAP 0/3882MB CPU [12%@1420,off] GR3D_FREQ 0%"
+    assert parse_tegrastats_ram(line) == 2345 * 2**20 and parse_tegrastats_ram("CPU [1%]") is None

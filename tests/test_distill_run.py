@@ -105,8 +105,12 @@ def test_cli_distill_prints_convergence_and_errors_in_one_line(tmp_path, teacher
     r = runner.invoke(cli, base + ["--method", "bogus:1", "--out", str(tmp_path / "bad")])
     assert r.exit_code == 1 and r.output.startswith("Error: unknown distillation method 'bogus'")
     assert len(r.output.strip().splitlines()) == 1
-    r = runner.invoke(cli, base + ["--method", "cosine:1,sp:1", "--steps", "2", "--out", str(tmp_path / "ok")])
+    init = tmp_path / "vanilla.pt"  # students may start from a vanilla checkpoint
+    save_checkpoint(init, create_model("distill_tiny"), "distill_tiny", {})
+    r = runner.invoke(cli, base + ["--method", "cosine:1,sp:1", "--steps", "2", "--init", str(init),
+                                   "--out", str(tmp_path / "ok")])
     assert r.exit_code == 0, r.output
     s = json.loads((tmp_path / "ok" / "summary.json").read_text())
     assert s["method"] == "cosine+sp+arcface" and s["model"] == "distill_tiny"
+    assert s["config"]["init_weights"] == str(init)
     assert s["convergence_note"] in r.output

@@ -52,6 +52,19 @@ def test_stage_plan_synthetic(tmp_path):
     assert "tensorrt" in names and names[-1] == "report"
 
 
+def test_stage_plan_with_tensorrt(tmp_path, monkeypatch):
+    import edgekd.pipeline as pl
+
+    monkeypatch.setattr(pl, "tensorrt_available", lambda: True)
+    cfg = load_pipeline_config(None, ["data.source=synthetic", "teacher.weights=null", "methods=[vanilla]"])
+    names = [s.name for s in pl.build_stages(cfg, tmp_path)]
+    assert "tensorrt" not in names and "tensorrt/mobilefacenet_vanilla" in names
+    for p in ("fp32", "fp16", "int8"):
+        assert f"eval/mobilefacenet_vanilla/{p}-tensorrt" in names and f"bench/mobilefacenet_vanilla/{p}-tensorrt" in names
+    report = pl.build_stages(cfg, tmp_path)[-1]
+    assert "eval/mobilefacenet_vanilla/int8-tensorrt" in report.after
+
+
 def test_pipeline_cli_bad_config_one_line(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("trian: {steps: 3}\n")

@@ -100,6 +100,21 @@ def test_matching_sidecar_reaches_deserialisation(tmp_path, fake_trt):
     assert mod.deserialized == [b"serialized engine"] and cuda.closed
 
 
+def test_cli_engine_mismatch_is_one_line_exit_1(tmp_path, fake_trt):
+    from click.testing import CliRunner
+
+    from edgekd.cli import cli
+
+    from _eval_tiny import make_lfw
+
+    fake_trt(version="8.6.1")
+    pairs = make_lfw(tmp_path / "lfw", folds=1, per=2)
+    res = CliRunner().invoke(cli, ["eval", "--engine", str(write_engine(tmp_path)), "--data", str(pairs),
+                                   "--json", str(tmp_path / "r.json"), "--quiet"])
+    assert res.exit_code == 1 and "TensorRT 10.3.0" in res.output and "TensorRT 8.6.1" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
+
+
 def test_missing_or_bad_sidecar(tmp_path):
     engine = write_engine(tmp_path, side=None)
     with pytest.raises(EdgekdError, match=r"m.engine: its build record m.engine.json is missing"):

@@ -59,9 +59,9 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def jetson_release() -> dict | None:
+def jetson_release(path: str | Path = TEGRA_RELEASE) -> dict | None:
     """L4T release from /etc/nv_tegra_release (`# R35 (release), REVISION: 3.1, ...` -> 35.3.1), JetPack via dpkg."""
-    text = _read(TEGRA_RELEASE)
+    text = _read(path)
     if text is None:
         return None
     first = text.splitlines()[0] if text else ""

@@ -24,7 +24,7 @@ def plot_roc(path: str | Path, scores: np.ndarray, issame: np.ndarray, title: st
         ax.plot(fpr[keep], tpr[keep], lw=1.5)
         ax.set_xscale("log")
         ax.set_xlim(max(fpr[keep].min(), 1e-4) if keep.any() else 1e-4, 1.0)
-        ax.set_ylim(0.0, 1.01)
+        ax.set_ylim(max(0.0, float(tpr[keep].min()) - 0.02) if keep.any() else 0.0, 1.002)  # zoom on good models
         ax.set_xlabel("FAR (false accept rate)")
         ax.set_ylabel("TAR (true accept rate)")
         ax.grid(True, which="both", alpha=0.3)
