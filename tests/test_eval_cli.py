@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +10,6 @@ from click.testing import CliRunner
 from _eval_tiny import PoolFace, export_onnx, make_lfw
 from edgekd.cli import cli
 
-TESTS = Path(__file__).parent
 META = {"edgekd.model": "pool", "edgekd.method": "vanilla", "edgekd.precision": "fp32",
         "edgekd.preprocess": json.dumps(PoolFace.preprocess.to_dict())}
 

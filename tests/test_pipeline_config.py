@@ -73,3 +73,22 @@ def test_pipeline_cli_bad_config_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "Error:" in r.stderr and "trian" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_limit_pairs_balanced_per_fold():
+    import numpy as np
+
+    from edgekd.data import synthetic_verification_set
+    from edgekd.pipeline import limit_pairs
+
+    full = synthetic_verification_set(pairs_per_fold=6)
+    small = limit_pairs(full, 2)
+    assert len(small.issame) == 10 * 4
+    for f in range(10):
+        sel = small.folds == f
+        assert sel.sum() == 4 and small.issame[sel].sum() == 2
+    # the kept pairs are the same images as in the full set
+    k = int(np.nonzero(full.folds == 3)[0][0])
+    j = int(np.nonzero(small.folds == 3)[0][0])
+    assert np.array_equal(small.image(small.pairs[j, 0]), full.image(full.pairs[k, 0]))
+    assert limit_pairs(full, None) is full and limit_pairs(full, 100) is full

@@ -18,9 +18,9 @@ from edgekd.export import graph
 
 METHODS = ("minmax", "entropy", "percentile")
 # onnxruntime's Entropy default (128 bins, 128 quantized bins) leaves one candidate threshold, i.e. min-max; these
-# give a real KL search (512 bins of |x|, 128 quantized bins; TensorRT uses 2048, which took 356 s for mobilefacenet
-# in ORT's Python search on the shared CPU). quantize_static cannot pass bin counts,
-# so ranges are computed here and handed over as a calibration cache.
+# give a real KL search (512 bins over [-max|x|, max|x|], 128 quantized bins; 2048 bins as in TensorRT took 356 s
+# for mobilefacenet in ORT's Python search on the shared CPU). quantize_static cannot pass bin counts, so ranges are
+# computed here and handed over as a calibration cache.
 CALIB_OPTIONS = {
     "minmax": {"symmetric": True},
     "entropy": {"symmetric": True, "num_bins": 512, "num_quantized_bins": 128},
