@@ -6,7 +6,6 @@ and options, teacher head vs data, feature-map shapes) before the first step, th
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -18,8 +17,6 @@ from edgekd.errors import EdgekdError
 from edgekd.train import TrainConfig, run_training
 
 __all__ = ["METHODS", "DistillObjective", "Teacher", "run_distillation", "method_label"]
-
-log = logging.getLogger(__name__)
 
 
 def method_label(spec: list[tuple[str, float]]) -> str:
