@@ -146,6 +146,11 @@ def test_bench_isolated_process(tmp_path):
                             "progress": False})
     check_schema(r, (2,))
     assert r["label"]["model"] == "tiny"
+    # the child's own peak, not this (bigger) process's: Linux carries ru_maxrss over fork+exec
+    ballast = b"\x01" * (400 * 2**20)  # noqa: F841 - written pages: raises this process's peak above a bare bench
+    r = run_bench_isolated({"onnx": str(path), "batch_sizes": [1], "warmup": 1, "iterations": 3, "min_time_s": 0.0,
+                            "progress": False})
+    assert r["memory"]["rss_peak_bytes"] < 400 * 2**20
     with pytest.raises(EdgekdError, match="missing.onnx"):
         run_bench_isolated({"onnx": str(tmp_path / "missing.onnx"), "progress": False})
 

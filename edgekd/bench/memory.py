@@ -23,7 +23,14 @@ def is_jetson() -> bool:
 
 
 def rss_peak_bytes() -> int:
-    """Peak resident set size of this process over its lifetime (Linux reports ru_maxrss in KiB)."""
+    """Peak resident set size of this process: VmHWM of /proc/self/status (reset at exec, unlike ru_maxrss, which
+    Linux carries over from the parent, so a benchmark subprocess would report its parent's peak), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
