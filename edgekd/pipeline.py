@@ -12,15 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import importlib.util
-import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.errors import EdgekdError
-from edgekd.io import read_json, sha256_file, write_json_atomic, write_text_atomic
+from edgekd.io import sha256_file, write_json_atomic, write_text_atomic
 from edgekd.paths import shared_path
 from edgekd.pipeline_config import PipelineConfig
 from edgekd.pipeline_stages import Stage, StageRunner
@@ -316,7 +316,7 @@ def eval_stage(cfg: PipelineConfig, label: dict, val: dict, out_json: Path, *, o
 
         c = onnx_complexity(onnx)
         gflops, params = c["gflops"], c["params"]
-    elif "torch" in __import__("sys").modules:
+    elif "torch" in sys.modules:
         from edgekd.models import complexity, load_model
 
         c = complexity(load_model(weights)[0])
