@@ -24,7 +24,7 @@ class DataConfig:
     max_identities: int | None = None  # most-photographed first; None = all
     max_images_per_identity: int | None = 20
     val: str | None = None  # verification set for a custom `source` (.bin or pairs.txt); LFW uses its own pairs
-    val_pairs_per_fold: int | None = 50  # positives + negatives each; None = every pair of the val folds
+    val_pairs_per_fold: int | None = 40  # positives + negatives each; None = every pair of the val folds
     synthetic_identities: int = 40
     synthetic_images_per_identity: int = 8
     synthetic_val_pairs: int = 200
@@ -43,7 +43,7 @@ class TeacherConfig:
 
 @dataclass
 class TrainSettings:
-    steps: int = 30
+    steps: int = 20
     batch_size: int = 32
     lr: float = 0.1
     optimizer: str = "sgd"

@@ -14,10 +14,16 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def registry_preprocess(model: str):
-    """Preprocessing of a registry model (imports torch: only used when the user names --model)."""
+    """Preprocessing of a registry model (imports torch: only used when the user names --model).
+
+    Built on the meta device: no weights are allocated just to read an attribute.
+    """
+    import torch
+
     from edgekd.models import create_model
 
-    return create_model(model).preprocess
+    with torch.device("meta"):
+        return create_model(model).preprocess
 
 
 def open_runtime(engine=None, onnx=None, model=None, weights=None, device="cpu", precision="fp32", **kw) -> Runtime:
