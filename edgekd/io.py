@@ -81,3 +81,28 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A mapping of settings from YAML (.yaml/.yml), TOML (.toml) or JSON; one-line errors naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise EdgekdError(f"{path}: cannot read config ({e.strerror or e})") from e
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            d = tomllib.loads(text)
+        elif path.suffix == ".json":
+            d = json.loads(text)
+        else:
+            import yaml
+
+            d = yaml.safe_load(text) or {}
+    except Exception as e:  # noqa: BLE001 - parse errors of three libraries
+        raise EdgekdError(f"{path}: not a valid config file ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+    if not isinstance(d, dict):
+        raise EdgekdError(f"{path}: a config file must be a mapping of settings")
+    return d

@@ -88,7 +88,7 @@ def prepare_data(cfg: PipelineConfig, plan: dict, out: Path) -> dict:
         description = (f"real LFW (shared data): training on {len(per_id)} identities / {n_img} aligned 112x112 "
                        f"images of view-2 folds {','.join(map(str, d.train_folds))} (identities with >= "
                        f"{d.min_images_per_identity} images, at most {d.max_images_per_identity} each); verification "
-                       + (f"on all pairs of folds " if not d.val_pairs_per_fold else
+                       + ("on all pairs of folds " if not d.val_pairs_per_fold else
                           f"on {d.val_pairs_per_fold} same + {d.val_pairs_per_fold} different pairs of each of folds ")
                        + f"{','.join(map(str, d.val_folds))} (identity-disjoint from training)")
         outputs = [label_txt]

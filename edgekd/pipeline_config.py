@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.io import read_settings_file
 
 
 @dataclass
@@ -126,37 +127,12 @@ def _build(cls, d: dict, source: str, prefix: str):
         raise EdgekdError(f"{source}: {e}") from None
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """YAML (.yaml/.yml), TOML (.toml) or JSON (.json) mapping; one-line errors naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise EdgekdError(f"{path}: cannot read config ({e.strerror or e})") from e
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            d = tomllib.loads(text)
-        elif path.suffix == ".json":
-            d = json.loads(text)
-        else:
-            import yaml
-
-            d = yaml.safe_load(text) or {}
-    except Exception as e:  # noqa: BLE001 - parse errors of three libraries
-        raise EdgekdError(f"{path}: not a valid config file ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-    if not isinstance(d, dict):
-        raise EdgekdError(f"{path}: a config file must be a mapping of settings")
-    return d
-
-
 def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
     """Defaults, then the file (YAML .yaml/.yml, TOML .toml, JSON .json), then `key.sub=value` overrides."""
     d: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        d = read_config_file(path)
+        d = read_settings_file(path)
         source = str(path)
     for item in overrides or []:
         key, eq, value = item.partition("=")

@@ -137,8 +137,6 @@ def test_corrupt_frame_names_file(tmp_path):
 
 
 def test_bench_isolated_process(tmp_path):
-    import os
-
     from edgekd.bench import run_bench_isolated
 
     path = tiny_onnx(tmp_path / "tiny.onnx")

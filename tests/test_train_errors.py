@@ -1,7 +1,6 @@
 """Bad input fails with one line before any training step (and writes no run)."""
 
 import torch
-import pytest
 from click.testing import CliRunner
 
 from edgekd.cli import cli

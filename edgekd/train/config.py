@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.io import read_settings_file
 
 
 @dataclass
@@ -79,24 +79,5 @@ class TrainConfig:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Option defaults from YAML (.yaml/.yml), TOML (.toml) or JSON; keys use the dataclass names ('-' or '_')."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise EdgekdError(f"{path}: cannot read config ({e.strerror or e})") from e
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            d = tomllib.loads(text)
-        elif path.suffix == ".json":
-            d = json.loads(text)
-        else:
-            import yaml
-
-            d = yaml.safe_load(text) or {}
-    except Exception as e:  # parse errors of three libraries
-        raise EdgekdError(f"{path}: not a valid config file ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-    if not isinstance(d, dict):
-        raise EdgekdError(f"{path}: a config file must be a mapping of option names to values")
+    d = read_settings_file(path)
     return {k.replace("-", "_"): v for k, v in d.items()}
