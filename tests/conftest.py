@@ -20,6 +20,17 @@ def shared_data() -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared, loaded 2-core box OpenMP barriers make tiny ops 100x slower with two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip GPU / TensorRT tests cleanly where the hardware or the package is absent."""
     import importlib.util

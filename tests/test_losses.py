@@ -9,13 +9,7 @@ from edgekd.errors import EdgekdError
 from edgekd.losses import CombinedMarginLoss, PartialFC, margin_preset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded 2-core box OpenMP barriers make tiny ops 100x slower with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _margin(loss, target_cos, label=0):

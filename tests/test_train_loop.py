@@ -18,13 +18,7 @@ from edgekd.train import MarginObjective, TrainConfig, run_training
 TINY = dict(model="mbf", data="synthetic:4x4", batch_size=4, lr=0.05, log_every=1, progress=False, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, loaded 2-core box OpenMP barriers make tiny ops 100x slower with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
