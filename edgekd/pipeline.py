@@ -153,7 +153,7 @@ def _train_config(cfg: PipelineConfig, model: str, model_kwargs: dict, data: str
     t = cfg.train
     return TrainConfig(model=model, data=data, out=str(out), model_kwargs=dict(model_kwargs), steps=steps,
                        batch_size=t.batch_size, optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
-                       schedule=t.schedule, warmup=t.warmup, amp=t.amp, sample_rate=t.sample_rate,
+                       schedule=t.schedule, warmup=t.warmup, bn_recal=t.bn_recal, amp=t.amp, sample_rate=t.sample_rate,
                        num_workers=t.num_workers, seed=t.seed, device=cfg.device, val=[], resume=resume,
                        log_every=max(1, steps // 10), progress=True)
 

@@ -50,6 +50,7 @@ class TrainSettings:
     optimizer: str = "sgd"
     weight_decay: float = 5e-4
     warmup: int = 5
+    bn_recal: int = 10  # batches re-estimating BatchNorm statistics at the end (see TrainConfig.bn_recal)
     schedule: str = "poly"
     amp: str = "off"
     sample_rate: float = 1.0

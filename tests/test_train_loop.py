@@ -60,6 +60,27 @@ def test_run_writes_summary_log_and_loadable_checkpoints(tiny_run, val_bin):
     assert ckpt["train"]["step"] == 3 and ckpt["objective"]["head.weight"].shape == (4, 512)
 
 
+def test_bn_recal_averages_batch_statistics_under_the_final_weights(tmp_path):
+    """model.pt's first BatchNorm holds the plain mean of its input's batch means over the re-estimation batches,
+    while checkpoint.pt (what --resume reads) keeps the running averages of training."""
+    from edgekd.models import load_model
+    from edgekd.train.trainer import Trainer
+
+    out = tmp_path / "recal"
+    run_training(TrainConfig(**TINY, out=str(out), steps=2, bn_recal=3))
+    model, _ = load_model(out / "model.pt")
+    conv, bn = model.layers[0].layers[0], model.layers[0].layers[1]
+    with torch.no_grad():
+        batches = Trainer(TrainConfig(**TINY, out=str(tmp_path / "probe"), steps=2)).loader(epoch=-1, start=0)
+        means = [conv(x).mean(dim=(0, 2, 3)) for x, _ in list(batches)[:3]]
+    torch.testing.assert_close(bn.running_mean, torch.stack(means).mean(0), rtol=1e-4, atol=1e-5)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert not torch.allclose(ckpt["layers.0.layers.1.running_mean"], bn.running_mean)
+    assert torch.equal(ckpt["layers.0.layers.0.weight"], conv.weight)
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert {"step": 2, "bn_recal_batches": 3} in log
+
+
 def test_init_starts_from_the_given_weights(tiny_run, tmp_path):
     from edgekd.train import Trainer
 

@@ -47,6 +47,9 @@ def train_options(f):
         click.option("--val", multiple=True, help="Verification set (.bin or pairs.txt), repeatable."),
         click.option("--val-every", default=0, show_default=True, help="Steps between verifications (0 = at the end)."),
         click.option("--val-batch-size", default=64, show_default=True),
+        click.option("--bn-recal", default=0, show_default=True, metavar="BATCHES",
+                     help="Re-estimate BatchNorm statistics on this many training batches before the final "
+                          "verification and model.pt (short or high-lr runs otherwise keep stale running averages)."),
         click.option("--ckpt-every", default=0, show_default=True, help="Steps between checkpoints (also every epoch end)."),
         click.option("--log-every", default=10, show_default=True),
         click.option("--seed", default=0, show_default=True),

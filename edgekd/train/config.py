@@ -44,6 +44,7 @@ class TrainConfig:
     val: list[str] = field(default_factory=list)
     val_every: int = 0  # steps; 0 = only at the end
     val_batch_size: int = 64
+    bn_recal: int = 0  # batches to re-estimate BatchNorm statistics on before the final validation and model.pt
     ckpt_every: int = 0  # steps; checkpoints are also written at every epoch end
     log_every: int = 10
     seed: int = 0

@@ -8,6 +8,7 @@ checkpoints carry all RNG states and the step, so a resumed run reproduces the u
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -311,6 +312,8 @@ class Trainer:
                 end_of_epoch = self.step % self.steps_per_epoch == 0
                 if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or end_of_epoch or self.step == self.total:
                     self.save(start_wall)
+            if cfg.bn_recal:
+                self.recalibrate_bn()
             final = self.validate(bar) if self.val_sets else {}
         finally:
             bar.close()
@@ -360,6 +363,18 @@ class Trainer:
         if bar is not None:
             bar.write(f"step {self.step}: " + ", ".join(f"{n} {a:.4f}" for n, a in accs.items()))
         return results
+
+    def recalibrate_bn(self) -> None:
+        """BatchNorm statistics as a plain average over `bn_recal` batches under the final weights: the running
+        averages of a short or high-lr run describe earlier weights, and can make every eval-mode embedding point the
+        same way. Runs after the last checkpoint, so resuming stays exact; model.pt gets the re-estimated statistics."""
+        from torch.optim.swa_utils import update_bn
+
+        batches = self.loader(epoch=-1, start=0)  # its own seeded order, not the training order
+        n = min(self.cfg.bn_recal, len(batches))
+        update_bn((x.to(self.device) for x, _ in itertools.islice(batches, n)), self.model)
+        self.model.train()
+        self._write_log({"step": self.step, "bn_recal_batches": n})
 
     def save(self, start_wall: float) -> None:
         """Atomic checkpoint of the full training state; refuses to replace a good one with non-finite weights."""
