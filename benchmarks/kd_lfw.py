@@ -148,7 +148,7 @@ def write_results(results: dict, out_dir: Path) -> None:
         f"Machine: {results['env']['machine']} (2-core CPU, shared with other jobs; {a['threads']} torch thread(s)), "
         f"torch {results['env']['torch']}. Summed training wall time: "
         f"{sum(r['wall_time_s'] for r in results['students'].values()):.0f} s (runs may be spread over several "
-        "nice'd processes sharing --work; each evaluation of 3,890 images took 5-25 min depending on the load).",
+        "nice'd processes sharing --work; each evaluation of 3,890 images took 2-25 min depending on the load).",
         "",
         f"Training: {results['train']['num_images']} images of {results['train']['num_classes']} LFW identities "
         f"(view-2 folds 1-5, >= 2 images, <= {a['max_per_id']} per identity), aligned from raw_150 "
