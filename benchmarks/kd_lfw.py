@@ -193,7 +193,8 @@ def main() -> None:
     ap.add_argument("--bn-recal", type=int, default=20, metavar="BATCHES",
                     help="also evaluate students after re-estimating BatchNorm statistics on this many training "
                          "batches (0: off)")
-    ap.add_argument("--work", type=Path, default=Path("/work/cache/kd_runs"))
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "kd_lfw",
+                    help="cache of every stage (the aligned faces go beside it)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     unknown = set(args.methods.split(",")) - set(METHODS)
