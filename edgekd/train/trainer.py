@@ -245,6 +245,11 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.cfg.seed),  # keeps the global torch RNG untouched
         )
 
+    def device_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """An input batch on the training device, in the memory format the model trains in."""
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a device batch; raises NonFiniteLoss before touching the weights."""
         lr = lr_at(self.step, self.total, self.cfg.lr, self.cfg.warmup, self.cfg.schedule)
@@ -284,10 +289,7 @@ class Trainer:
                     it = iter(self.loader(epoch, i))
                 t0 = time.perf_counter()
                 x, y = next(it)
-                x = x.to(self.device, non_blocking=True)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = y.to(self.device, non_blocking=True)
+                x, y = self.device_batch(x), y.to(self.device, non_blocking=True)
                 try:
                     logs = self.train_step(x, y)
                 except NonFiniteLoss as e:
@@ -372,8 +374,7 @@ class Trainer:
 
         batches = self.loader(epoch=-1, start=0)  # its own seeded order, not the training order
         n = min(self.cfg.bn_recal, len(batches))
-        update_bn((x.to(self.device) for x, _ in itertools.islice(batches, n)), self.model)
-        self.model.train()
+        update_bn((self.device_batch(x) for x, _ in itertools.islice(batches, n)), self.model)  # restores train()
         self._write_log({"step": self.step, "bn_recal_batches": n})
 
     def save(self, start_wall: float) -> None:
