@@ -38,7 +38,7 @@ def _time_round(rt, x: np.ndarray, min_time_s: float, min_iters: int) -> list[fl
 
 def _export(name: str, tmp: Path, calib_n: int) -> dict[str, Path]:
     """FP32 ONNX of a random-init registry model, and its INT8 Q/DQ twin calibrated on synthetic faces."""
-    from edgekd.calib import make_calib, open_calib
+    from edgekd.export.calib import make_calib, open_calib
     from edgekd.export.int8 import quantize_int8
     from edgekd.export.onnx_export import export_onnx
     from edgekd.models import create_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekd.calib import _balanced, make_calib, open_calib
+from edgekd.export.calib import _balanced, make_calib, open_calib
 from edgekd.errors import EdgekdError
 from edgekd.io import read_json, write_json_atomic
 from edgekd.preprocess import ARCFACE, Preprocess

@@ -43,7 +43,7 @@ if TINY not in list_models():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from edgekd.calib import make_calib
+    from edgekd.export.calib import make_calib
 
     d = tmp_path_factory.mktemp("export")
     make_calib("synthetic:8x2", d / "calib", n=16, progress=False)
@@ -145,7 +145,7 @@ def test_unwritable_output_folder(tmp_path):
 
 
 def test_mismatched_calib_refused_before_writing(tmp_path):
-    from edgekd.calib import make_calib
+    from edgekd.export.calib import make_calib
     from edgekd.preprocess import Preprocess
 
     make_calib("synthetic:2x2", tmp_path / "c", n=4, preprocess=Preprocess(mean=(0, 0, 0), std=(255, 255, 255)),

@@ -9,7 +9,7 @@ import pytest
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_reduced_precision_accuracy_on_one_lfw_fold(shared_data, tmp_path):
-    from edgekd.calib import make_calib
+    from edgekd.export.calib import make_calib
     from edgekd.export.run import export_model
     from edgekd.models import create_model
 

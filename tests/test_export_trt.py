@@ -167,7 +167,7 @@ def test_builder_flags_fp16_calls_and_sidecar(tmp_path):
 
 
 def test_builder_flags_int8_uses_calibrator(tmp_path):
-    from edgekd.calib import make_calib, open_calib
+    from edgekd.export.calib import make_calib, open_calib
 
     make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
     calib = open_calib(tmp_path / "calib", ARCFACE)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.errors import EdgekdError
-from edgekd.pipeline_config import load_pipeline_config
+from edgekd.pipeline.settings import load_pipeline_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def test_overrides_and_errors(tmp_path):
 
 
 def test_stage_plan_synthetic(tmp_path):
-    from edgekd.pipeline import build_stages
+    from edgekd.pipeline.plan import build_stages
 
     cfg = load_pipeline_config(None, ["data.source=synthetic", "teacher.weights=null"])
     names = [s.name for s in build_stages(cfg, tmp_path)]
@@ -53,7 +53,7 @@ def test_stage_plan_synthetic(tmp_path):
 
 
 def test_stage_plan_with_tensorrt(tmp_path, monkeypatch):
-    import edgekd.pipeline as pl
+    import edgekd.pipeline.plan as pl
 
     monkeypatch.setattr(pl, "tensorrt_available", lambda: True)
     cfg = load_pipeline_config(None, ["data.source=synthetic", "teacher.weights=null", "methods=[vanilla]"])
@@ -79,7 +79,7 @@ def test_limit_pairs_balanced_per_fold():
     import numpy as np
 
     from edgekd.data import synthetic_verification_set
-    from edgekd.pipeline import limit_pairs
+    from edgekd.pipeline.plan import limit_pairs
 
     full = synthetic_verification_set(pairs_per_fold=6)
     small = limit_pairs(full, 2)

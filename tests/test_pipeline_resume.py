@@ -19,8 +19,8 @@ TINY = [
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # ~3 min alone; far longer on the shared CPU under load
 def test_pipeline_runs_then_resumes(tmp_path):
-    from edgekd.pipeline import run_pipeline
-    from edgekd.pipeline_config import load_pipeline_config
+    from edgekd.pipeline.run import run_pipeline
+    from edgekd.pipeline.settings import load_pipeline_config
 
     out = tmp_path / "run"
     first = run_pipeline(load_pipeline_config(None, TINY), out, progress=False)

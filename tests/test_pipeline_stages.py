@@ -8,7 +8,7 @@ import json
 import pytest
 
 from edgekd.errors import EdgekdError
-from edgekd.pipeline_stages import Stage, StageRunner
+from edgekd.pipeline.stages import Stage, StageRunner
 
 
 class Toy:

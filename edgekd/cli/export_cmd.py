@@ -1,4 +1,4 @@
-"""`edgekd export`, `edgekd build`, `edgekd calib make|show`: thin wrappers over edgekd.export / edgekd.calib."""
+"""`edgekd export`, `edgekd build`, `edgekd calib make|show`: thin wrappers over edgekd.export (calib sets: edgekd.export.calib)."""
 
 import click
 
@@ -123,7 +123,7 @@ def calib_group():
 @click.option("--overwrite", is_flag=True)
 def calib_make(source, out, n, model, seed, folds, overwrite):
     """Draw a seeded, identity-balanced calibration set."""
-    from edgekd.calib import make_calib
+    from edgekd.export.calib import make_calib
     from edgekd.preprocess import ARCFACE
 
     pre = ARCFACE
@@ -140,7 +140,7 @@ def calib_make(source, out, n, model, seed, folds, overwrite):
 @click.argument("path", type=click.Path(file_okay=False))
 def calib_show(path):
     """Check a calibration set (hashes) and print its manifest summary."""
-    from edgekd.calib import open_calib
+    from edgekd.export.calib import open_calib
 
     c = open_calib(path)
     m = c.manifest

@@ -16,8 +16,8 @@ from edgekd.cli.app import cli
 def pipeline(out, config_file, overrides, quiet):
     """Whole toolchain: data -> teacher -> students (vanilla, soft KD, adversarial KD) -> ONNX FP32/FP16/INT8
     (+ TensorRT where available) -> eval -> bench -> report. Resumable."""
-    from edgekd.pipeline import run_pipeline
-    from edgekd.pipeline_config import load_pipeline_config
+    from edgekd.pipeline.run import run_pipeline
+    from edgekd.pipeline.settings import load_pipeline_config
 
     cfg = load_pipeline_config(config_file, list(overrides))
     summary = run_pipeline(cfg, out, progress=not quiet)

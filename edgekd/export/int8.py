@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgekd.calib import CalibSet
+from edgekd.export.calib import CalibSet
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
 

@@ -85,7 +85,7 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
                  keep_tail: bool = True, calib_limit: int | None = None, verify=None, folds=None,
                  trt_precision: str | None = None, log=print, progress: bool = True) -> dict:
     """Write the ONNX artifacts and `<stem>.export_report.json`; returns the report."""
-    from edgekd.calib import open_calib
+    from edgekd.export.calib import open_calib
     from edgekd.export.fp16 import convert_fp16
     from edgekd.export.int8 import quantize_int8
     from edgekd.export.onnx_export import export_onnx
@@ -205,7 +205,7 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
                     show_trtexec: bool = False, engines_dir="engines", log=print, trt=None) -> dict:
     """Build one engine (default `engines_dir/NAME.PRECISION.engine`). `onnx` is the FP32 graph (builder-flags path); `typed_onnx` the FP16 / Q/DQ graph that a
     strongly typed build needs (defaults to `onnx` itself, e.g. when `edgekd build` is given the FP16 file)."""
-    from edgekd.calib import open_calib
+    from edgekd.export.calib import open_calib
     from edgekd.export.tensorrt_build import build_engine, choose_api
     from edgekd.preprocess import Preprocess
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.calib import CalibSet
+from edgekd.export.calib import CalibSet
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
 from edgekd.export.sidecar import gpu_environment, make_sidecar, write_sidecar

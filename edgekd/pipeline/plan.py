@@ -1,4 +1,4 @@
-"""`edgekd pipeline`: the whole toolchain in one resumable command.
+"""The stage plan of `edgekd pipeline`: which stages run, on which inputs, in which order.
 
 data prep -> teacher (shared pretrained MobileFaceNet, else trained briefly) -> students x methods (vanilla, soft KD,
 adversarial KD) -> ONNX FP32/FP16/INT8 (+ TensorRT engines where tensorrt imports) -> eval of every deployed artifact
@@ -10,11 +10,8 @@ on pairs of folds 6-10: identity-disjoint), else synthetic identities generated 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import importlib.util
-import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +19,8 @@ import numpy as np
 from edgekd.errors import EdgekdError
 from edgekd.io import sha256_file, write_json_atomic, write_text_atomic
 from edgekd.paths import shared_path
-from edgekd.pipeline_config import PipelineConfig
-from edgekd.pipeline_stages import Stage, StageRunner
+from edgekd.pipeline.settings import PipelineConfig
+from edgekd.pipeline.stages import Stage
 
 PRETRAINED_TEACHER = ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt")
 
@@ -214,7 +211,7 @@ def _teacher_weights(cfg: PipelineConfig) -> Path | None:
 
 # ---- export -----------------------------------------------------------------------------------------------------
 def calib_stage(cfg: PipelineConfig, student: dict, data: dict, stage: Stage) -> dict:
-    from edgekd.calib import make_calib
+    from edgekd.export.calib import make_calib
     from edgekd.models import create_model
 
     import torch
@@ -230,7 +227,7 @@ def calib_stage(cfg: PipelineConfig, student: dict, data: dict, stage: Stage) ->
 
 def export_stage(cfg: PipelineConfig, name: str, method: str, ckpt: str, calib: str, art_dir: Path) -> dict:
     """FP32 ONNX (parity-checked against PyTorch), then FP16 and INT8 Q/DQ from it; GFLOPs recorded in metadata."""
-    from edgekd.calib import open_calib
+    from edgekd.export.calib import open_calib
     from edgekd.export.fp16 import convert_fp16
     from edgekd.export.int8 import quantize_int8
     from edgekd.export.onnx_export import export_onnx
@@ -472,51 +469,3 @@ def _report(cfg: PipelineConfig, res: Path, out: Path) -> dict:
     return {"outputs": files, "files": summary["files"],
             "note": f"{c['accuracy_entries']} accuracy figures, {c['bench_rows']} latency rows, Fig 1 "
                     f"{c['fig1_points']} points"}
-
-
-def resolve_threads(threads: int | str) -> int:
-    """auto: every available core, but 1 when the machine is already busy (load >= cores), because OpenMP threads
-    spin-waiting against other jobs made a 2-thread training step ~3x slower than 1 thread on the shared CPU."""
-    if threads != "auto":
-        return int(threads)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 1 if os.getloadavg()[0] >= cores else cores
-
-
-def run_pipeline(cfg: PipelineConfig, out: str | Path, progress: bool = True) -> dict:
-    """Run (or resume) every stage; returns and writes <out>/pipeline.json (stages, wall times, data source)."""
-    from edgekd.bench.environment import collect_environment
-
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    threads = resolve_threads(cfg.threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    started = _dt.datetime.now(_dt.timezone.utc)
-    load_start = list(os.getloadavg())
-    stages = build_stages(cfg, out)
-    write_json_atomic(out / "pipeline_config.json", cfg.to_dict())
-    StageRunner(out, stages, progress=progress).run()
-    wall = time.perf_counter() - t0
-    env = collect_environment()
-    summary = {
-        "kind": "pipeline_run",
-        "name": cfg.name,
-        "started": started.isoformat(timespec="seconds"),
-        "wall_time_s": wall,
-        "data_source": next(s for s in stages if s.name == "data").result.get("note"),
-        "stages": [{"name": s.name, "status": s.status, "wall_s": s.wall_s, "cpu_s": s.cpu_s,
-                    "note": s.result.get("note")} for s in stages],
-        "report": next(s for s in stages if s.name == "report").result.get("files"),
-        "threads": threads,
-        "cpu_seconds": sum(st.cpu_s or 0 for st in stages),
-        "load_average_start": load_start,
-        "load_average_end": env["load_average"],
-        "environment": {k: env[k] for k in ("cpu_model", "cpu_count", "cpu_available", "load_average", "gpus",
-                                            "packages")},
-        "config": cfg.to_dict(),
-    }
-    write_json_atomic(out / "pipeline.json", summary)
-    return summary
