@@ -7,6 +7,7 @@ coordinates put pixel centres at integers, so the matrix is conjugated by a half
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -61,6 +62,21 @@ def align_image(img: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = 
     return warp(img, umeyama(np.asarray(landmarks, np.float64).reshape(5, 2), template(size)), size)
 
 
+MIN_SPREAD_PX = 2.0  # five points closer together than this cannot place a face (all zero: a black output)
+
+
+def check_landmarks(points: np.ndarray, where: str) -> np.ndarray:
+    """Five finite (x, y) points spread enough to define a similarity transform; else a one-line error."""
+    pts = np.asarray(points, np.float64).reshape(5, 2)
+    if not np.isfinite(pts).all():
+        raise EdgekdError(f"{where}: landmarks are not finite numbers")
+    spread = float(np.sqrt(((pts - pts.mean(0)) ** 2).sum(1).mean()))
+    if spread < MIN_SPREAD_PX:
+        raise EdgekdError(f"{where}: the five landmarks lie within {spread:.2g} px of each other "
+                          "(missing or zero landmarks cannot place a face)")
+    return pts
+
+
 def read_landmarks(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Lines `relative/path.jpg` + 10 numbers (x y of left eye, right eye, nose, left and right mouth corner)."""
     path = Path(path)
@@ -76,9 +92,12 @@ def read_landmarks(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             if len(t) != 11:
                 raise ValueError
-            out[t[0]] = np.array(t[1:], np.float64).reshape(5, 2)
+            pts = np.array(t[1:], np.float64).reshape(5, 2)
         except ValueError:
             raise EdgekdError(f"{path}:{n}: malformed landmark line {line[:80]!r} (expected path + 10 numbers)") from None
+        if not np.isfinite(pts).all():
+            raise EdgekdError(f"{path}:{n}: landmarks are not finite numbers")
+        out[t[0]] = pts
     if not out:
         raise EdgekdError(f"{path}: no landmarks")
     return out
@@ -104,6 +123,8 @@ def align_folder(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, landmar
         raise EdgekdError(f"{raw_dir}: raw image folder not found")
     size = tuple(size)
     template(size)
+    if not (math.isfinite(scale) and scale > 0):
+        raise EdgekdError(f"--scale {scale}: landmarks need a positive scale factor")
     marks = read_landmarks(landmarks) if not isinstance(landmarks, dict) else landmarks
     keep = None if identities is None else set(identities)
     present = {str(p.relative_to(raw_dir)) for p in raw_dir.rglob("*")
@@ -113,6 +134,9 @@ def align_folder(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, landmar
     no_marks = sorted(present - set(marks))
     if not rels:
         raise EdgekdError(f"{raw_dir}: no images with landmarks to align (checked {len(present)} images)")
+    source = landmarks if not isinstance(landmarks, dict) else "landmarks"
+    for r in rels:  # before any work: one bad line must not cost a long alignment run
+        check_landmarks(marks[r] * scale, f"{source}: {r}")
     with atomic_dir(out_dir, overwrite) as tmp:
         jobs = [(raw_dir / r, tmp / r, marks[r] * scale, size, quality) for r in rels]
         workers = workers or min(len(os.sched_getaffinity(0)), 8)

@@ -6,6 +6,7 @@ known up front and remapped to 0..num_classes-1 (after an optional identity filt
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgekd.data.image import FACE_SIZE, decode_image, encode_jpeg, fit_size, is_jpeg
-from edgekd.data.recordio import RecordReader, write_shard
+from edgekd.data.recordio import MAGIC, RecordReader, write_shard
 from edgekd.errors import EdgekdError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -84,7 +85,11 @@ def label_list_dataset(label_txt: Path, identities=None, size=FACE_SIZE, resize=
     """insightface label list: lines `relative/path.jpg<TAB>label`, paths relative to the list's folder."""
     want = _wanted(identities)
     files, labels = [], []
-    for n, line in enumerate(label_txt.read_text().splitlines(), 1):
+    try:
+        lines = label_txt.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise EdgekdError(f"{label_txt}: cannot read label list ({e})") from None
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         parts = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
@@ -123,13 +128,16 @@ class RecordFaces:
         if 0 in r.offsets:
             flag, label, _, _, data = r.unpack(0)
             if flag >= 2 and not data:  # a header carries no image; a multi-label image record at key 0 does
-                first_id, end_id = int(label[0]), int(label[1])
+                first_id, end_id = (_key(v, f"{r.rec} record 0 (header)") for v in label[:2])
+                if not 1 <= first_id <= end_id <= len(r.offsets) + 1:
+                    raise EdgekdError(f"{r.rec}: header record 0 announces image keys 1..{first_id - 1} and identity "
+                                      f"keys {first_id}..{end_id - 1}, but the index holds {len(r.offsets)} records")
                 keys = list(range(1, first_id))
                 labels = np.full(len(keys), -1, np.int64)
                 for cls, k in enumerate(range(first_id, end_id)):  # identity records: label = (first, end) image keys
                     if k in r.offsets:
-                        _, rng, *_ = r.unpack(k)
-                        labels[int(rng[0]) - 1 : int(rng[1]) - 1] = cls
+                        lo, hi = self._identity_range(k, first_id)
+                        labels[lo - 1 : hi - 1] = cls
                 missing = [k for k in keys if k not in r.offsets]
                 if missing:
                     raise EdgekdError(f"{r.idx}: header record says images 1..{first_id - 1} but key {missing[0]} is missing")
@@ -138,16 +146,29 @@ class RecordFaces:
                 return keys, labels.tolist()
         return r.keys, [self._head_label(k) for k in r.keys]
 
+    def _identity_range(self, key: int, first_id: int) -> tuple[int, int]:
+        """An identity record's label: the (first, end) image keys of its class, inside the image key range."""
+        where = f"{self.reader.rec} record {key} (identity)"
+        flag, rng, *_ = self.reader.unpack(key)
+        if flag < 2:
+            raise EdgekdError(f"{where}: expected a (first, end) image-key label, found a single label")
+        lo, hi = _key(rng[0], where), _key(rng[1], where)
+        if not 1 <= lo <= hi <= first_id:
+            raise EdgekdError(f"{where}: image keys {lo}..{hi - 1} are outside the images 1..{first_id - 1}")
+        return lo, hi
+
     def _head_label(self, key: int) -> int:
         """An image record's label from its first bytes only (scanning must not read every JPEG)."""
+        where = f"{self.reader.rec} record {key}"
         f = self.reader._file()
         f.seek(self.reader.offsets[key])
         head = f.read(8 + 28)
-        if len(head) == 36 and struct.unpack_from("<I", head, 4)[0] >> 29 == 0:
+        magic, lrec = struct.unpack_from("<II", head) if len(head) == 36 else (None, 0)
+        if magic == MAGIC and lrec >> 29 == 0 and lrec & ((1 << 29) - 1) >= 28:  # whole record, room for a label
             flag, label = struct.unpack_from("<If", head, 8)
-            return int(struct.unpack_from("<f", head, 32)[0] if flag > 0 else label)
+            return _key(struct.unpack_from("<f", head, 32)[0] if flag > 0 else label, where, "label")
         flag, label, *_ = self.reader.unpack(key)  # split or short record: full read (also reports corruption)
-        return int(label[0]) if flag > 0 else int(label)
+        return _key(label[0] if flag > 0 else label, where, "label")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -162,12 +183,22 @@ class RecordFaces:
         return self.reader.unpack(int(self.keys[i]))[-1]
 
 
+def _key(value: float, where: str, what: str = "key") -> int:
+    """A record key or class label stored as float32: finite, whole and non-negative, or the record is corrupt."""
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0 and v == int(v) and v < 2**31):
+        raise EdgekdError(f"{where}: {what} {v!r} is not a non-negative whole number (corrupt record)")
+    return int(v)
+
+
 def _read_property(path: Path) -> tuple[int, int, int]:
     try:
         n, h, w = (int(x) for x in path.read_text().strip().split(","))
-        return n, h, w
-    except ValueError:
+    except (OSError, UnicodeDecodeError, ValueError):
         raise EdgekdError(f"{path}: expected 'num_classes,height,width'") from None
+    if n < 0 or not (0 < h <= 4096 and 0 < w <= 4096):
+        raise EdgekdError(f"{path}: num_classes {n} and image size {h}x{w} are not plausible")
+    return n, h, w
 
 
 _SYNTH = re.compile(r"synthetic:(\d+)x(\d+)(?::(\d+))?")

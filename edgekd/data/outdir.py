@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -11,12 +12,17 @@ from typing import Iterator
 
 from edgekd.errors import EdgekdError
 
+# errors of the output side (full disk, quota, read-only or failing device), reported against the output folder
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `path`, renamed to `path` when the block succeeds, deleted when it fails."""
     path = Path(path)
-    if path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():  # --overwrite replaces an earlier output folder, never a file
+        raise EdgekdError(f"{path}: is a file, not an output folder (remove it or choose another name)")
+    if path.exists() and not overwrite and any(path.iterdir()):
         raise EdgekdError(f"{path}: already exists and is not empty (pass --overwrite to replace it)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,7 +31,12 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     except OSError as e:
         raise EdgekdError(f"{path}: cannot write here ({e.strerror or e})") from e
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:
+            if e.errno not in WRITE_ERRNOS:
+                raise
+            raise EdgekdError(f"{path}: write failed ({e.strerror or e}); nothing was written") from None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -57,7 +57,11 @@ class RecordReader:
                 raise EdgekdError(f"{p}: no such file (a RecordIO shard needs both .rec and .idx)")
         self.size = self.rec.stat().st_size
         self.offsets: dict[int, int] = {}
-        for n, line in enumerate(self.idx.read_text(errors="replace").splitlines(), 1):
+        try:
+            lines = self.idx.read_text(errors="replace").splitlines()
+        except OSError as e:
+            raise EdgekdError(f"{self.idx}: cannot read ({e.strerror or e})") from e
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -73,6 +77,13 @@ class RecordReader:
         self.keys = sorted(self.offsets)
         self._fh: BinaryIO | None = None
         self._pid = -1
+        self._check_last_record()
+
+    def _check_last_record(self) -> None:
+        """A .rec cut short loses its last record: read that record's frames (not every record: shards hold
+        millions) so `data info` and training find the damage when opening, not hours later."""
+        last = max(self.offsets, key=self.offsets.get)
+        self.read(last)
 
     def __getstate__(self):
         return {**self.__dict__, "_fh": None, "_pid": -1}
@@ -89,7 +100,10 @@ class RecordReader:
             raise EdgekdError(f"{self.idx}: no record with key {key}")
         f = self._file()
         pos = self.offsets[key]
-        f.seek(pos)
+        try:
+            f.seek(pos)
+        except (OSError, OverflowError, ValueError) as e:
+            raise EdgekdError(f"{self.rec}: cannot seek to offset {pos} (record {key}: {e})") from None
         parts = []
         while True:
             head = f.read(8)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -116,9 +117,18 @@ def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise EdgekdError(f"{path}: expected a pickled (images, issame) pair, got {type(obj).__name__}")
     bins, issame = obj
+    if not isinstance(bins, (list, tuple)) or not isinstance(issame, (list, tuple, np.ndarray)):
+        raise EdgekdError(f"{path}: expected (list of images, issame flags), got ({type(bins).__name__}, "
+                          f"{type(issame).__name__})")
+    bad = next((k for k, b in enumerate(bins) if not isinstance(b, (bytes, bytearray, np.ndarray))), None)
+    if bad is not None:  # bytes(<int>) would allocate that many zero bytes rather than fail
+        raise EdgekdError(f"{path}: image {bad} is a {type(bins[bad]).__name__}, not encoded image bytes")
     try:
         blobs = [b.tobytes() if isinstance(b, np.ndarray) else bytes(b) for b in bins]
-        flags = np.asarray(list(issame), bool).ravel()
+        flags = np.asarray(issame).ravel()
+        if flags.dtype != bool and not np.isin(flags, (0, 1)).all():
+            raise ValueError(f"issame flags of dtype {flags.dtype} are not all 0/1")
+        flags = flags.astype(bool)
     except (TypeError, ValueError) as e:
         raise EdgekdError(f"{path}: unexpected contents in (images, issame) ({e})") from None
     if len(blobs) != 2 * len(flags):
@@ -162,16 +172,16 @@ def parse_pairs(pairs_txt: str | os.PathLike) -> tuple[list[tuple[str, int]], np
         raise EdgekdError(f"{pairs_txt}: cannot read ({e})") from e
     numbered = [(n, line.split()) for n, line in enumerate(lines, 1) if line.strip()]
     header = None
-    if numbered and len(numbered[0][1]) == 2 and all(t.isdigit() for t in numbered[0][1]):
+    if numbered and len(numbered[0][1]) == 2 and all(re.fullmatch(r"[0-9]+", t) for t in numbered[0][1]):
         header = tuple(map(int, numbered.pop(0)[1]))
     index: dict[tuple[str, int], int] = {}
     pairs, issame = [], []
     for n, t in numbered:
         try:
             if len(t) == 3:
-                a, b, same = (t[0], int(t[1])), (t[0], int(t[2])), True
+                a, b, same = (t[0], _image_number(t[1])), (t[0], _image_number(t[2])), True
             elif len(t) == 4:
-                a, b, same = (t[0], int(t[1])), (t[2], int(t[3])), False
+                a, b, same = (t[0], _image_number(t[1])), (t[2], _image_number(t[3])), False
             else:
                 raise ValueError
         except ValueError:
@@ -189,6 +199,13 @@ def parse_pairs(pairs_txt: str | os.PathLike) -> tuple[list[tuple[str, int]], np
     else:
         folds, _ = kfold_ids(len(pairs))
     return list(index), np.asarray(pairs, np.int64), np.asarray(issame, bool), folds
+
+
+def _image_number(token: str) -> int:
+    """LFW image numbers are plain ASCII digits (int() would also take '٣' or '1_0')."""
+    if not re.fullmatch(r"[0-9]{1,9}", token):
+        raise ValueError(token)
+    return int(token)
 
 
 def lfw_image_path(root: Path, name: str, number: int) -> Path:
