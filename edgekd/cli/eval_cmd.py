@@ -11,7 +11,8 @@ from edgekd.cli.app import cli
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine (.engine/.plan) with its .json sidecar.")
 @click.option("--model", help="Registry name: forces the architecture of --weights, or the preprocessing of an "
                                "--onnx file without edgekd metadata.")
-@click.option("--data", required=True, type=click.Path(dir_okay=False), help="Verification set: insightface .bin or LFW pairs.txt.")
+@click.option("--data", required=True, type=click.Path(), help="Verification set: insightface .bin or LFW pairs.txt "
+              "(--protocol all-pairs: also an identity folder, label.txt or RecordIO).")
 @click.option("--images-root", type=click.Path(file_okay=False), help="Images of pairs.txt (default aligned_112x112/ beside it).")
 @click.option("--json", "out_json", type=click.Path(dir_okay=False), help="Write the results here (atomically).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a ROC curve PNG here.")
@@ -31,11 +32,20 @@ from edgekd.cli.app import cli
 @click.option("--providers", help="ONNX Runtime execution providers, comma separated (default: by --device).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (torch intra-op / ORT intra-op).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--protocol", type=click.Choice(["pairs", "all-pairs"]), default="pairs", show_default=True,
+              help="pairs: the set's pair list, 10 folds. all-pairs: every impostor pair of the images of a set of "
+                   "identities (--data: identity folder, label.txt, RecordIO or pairs.txt), TAR at FAR 1e-3..1e-5 "
+                   "with bootstrap intervals, FAR at the artifact's stored thresholds.")
+@click.option("--identities-from", type=click.Path(exists=True, dir_okay=False),
+              help="all-pairs: keep only the identities of --folds of this LFW pairs.txt.")
+@click.option("--folds", help="all-pairs: LFW folds whose identities to use, e.g. 6-10.")
 def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plot, reference, flip, no_flip,
-             batch_size, resize, device, precision, channels_last, use_compile, cuda_graph, providers, threads, quiet):
+             batch_size, resize, device, precision, channels_last, use_compile, cuda_graph, providers, threads, quiet,
+             protocol, identities_from, folds):
     """Verification accuracy (10-fold, insightface protocol), TAR@FAR, EER, AUC and speed of a model or artifact."""
     import warnings
 
+    from edgekd.cli.export_cmd import _folds
     from edgekd.eval.run import run_eval, summary_table
 
     warnings.formatwarning = lambda msg, *a, **k: f"Warning: {msg}\n"
@@ -45,7 +55,7 @@ def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plo
         images_root=images_root, device=device, precision=precision,
         providers=providers.split(",") if providers else None, threads=threads,
         torch_kw={"channels_last": channels_last, "compile": use_compile, "cuda_graph": cuda_graph},
-        progress=not quiet,
+        progress=not quiet, protocol=protocol, identities_from=identities_from, folds=_folds(folds),
     )
     click.echo(summary_table(result))
     if out_json:

@@ -60,8 +60,14 @@ def run_eval(
     threads: int | None = None,
     torch_kw: dict | None = None,
     progress: bool = True,
+    protocol: str = "pairs",
+    identities_from: str | Path | None = None,
+    folds: list[int] | None = None,
 ) -> dict:
-    """Evaluate one model (checkpoint, ONNX file or TensorRT engine) on a verification set; returns the eval JSON."""
+    """Evaluate one model (checkpoint, ONNX file or TensorRT engine) on a verification set; returns the eval JSON.
+
+    protocol "all-pairs": every impostor pair of a set of identities (edgekd.eval.allpairs), TAR at FAR down to 1e-5
+    and the FAR/TAR at the thresholds the artifact ships."""
     from edgekd.data.verification import load_verification
     from edgekd.eval.verification import evaluate, flip_mode
 
@@ -73,15 +79,26 @@ def run_eval(
     for p in [path] + ([reference] if reference else []):
         if not Path(p).is_file():
             raise EdgekdError(f"{p}: no such file")
-    vset = load_verification(data, images_root=images_root, resize=resize)
+    if protocol == "all-pairs":
+        from edgekd.eval.allpairs import evaluate_allpairs, open_identity_set, stored_thresholds
+
+        vset = open_identity_set(data, identities_from, folds, resize)
+    elif protocol == "pairs":
+        vset = load_verification(data, images_root=images_root, resize=resize)
+    else:
+        raise EdgekdError(f"unknown protocol {protocol!r} (pairs, all-pairs)")
     rt = _open(path, kind, model, device, precision, threads, torch_kw or {}, providers)
     ref = None
     try:
         if reference is not None:
             rkind = _kind(reference)
             ref = _open(reference, rkind, model if rkind == "onnx" else None, device, "fp32", threads, {}, providers)
-        result = evaluate(rt, vset, rt.preprocess, batch_size=batch_size, flip=flip, progress=progress,
-                          reference=(ref, ref.preprocess) if ref is not None else None, plot=plot)
+        if protocol == "all-pairs":
+            result = evaluate_allpairs(rt, vset, rt.preprocess, batch_size, flip, progress,
+                                       (ref, ref.preprocess) if ref is not None else None, stored_thresholds(rt.meta))
+        else:
+            result = evaluate(rt, vset, rt.preprocess, batch_size=batch_size, flip=flip, progress=progress,
+                              reference=(ref, ref.preprocess) if ref is not None else None, plot=plot)
     finally:
         rt.close()
         if ref is not None:
@@ -118,6 +135,11 @@ def _pct(x) -> str:
 
 def summary_table(r: dict) -> str:
     """The few lines `edgekd eval` prints."""
+    if r.get("protocol") == "all-pairs":
+        from edgekd.eval.allpairs import summary_lines
+
+        model = f"{r['label']['model']} ({r['runtime']} {r['precision']} {r['device']}, {r['label']['artifact']})"
+        return "\n".join(f"{k:<15} {v}" for k, v in [("model", model), *summary_lines(r)])
     rows = [
         ("model", f"{r['label']['model']} ({r['runtime']} {r['precision']} {r['device']}, {r['label']['artifact']})"),
         ("data", f"{r['data']}: {r['num_pairs']} pairs, {r['num_images']} images, {r['num_folds']} folds, "
