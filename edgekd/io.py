@@ -75,6 +75,21 @@ def read_json(path: str | os.PathLike) -> Any:
         raise EdgekdError(f"{path}: not valid JSON ({e})") from e
 
 
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Fail in one line, before long work starts, when `path` cannot become a folder we write into: it is a file,
+    or its nearest existing ancestor is a file or not writable. Creates nothing."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        raise EdgekdError(f"{path}: {where}, not an {what}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise EdgekdError(f"{path}: cannot write here ({probe} is not writable)")
+    return path
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -14,6 +14,7 @@ from edgekd.distill.methods import METHODS, parse_methods, parse_options
 from edgekd.distill.objective import DistillObjective
 from edgekd.distill.teacher import Teacher, embed_dataset, fit_teacher_head, load_teacher_head
 from edgekd.errors import EdgekdError
+from edgekd.io import check_writable_dir
 from edgekd.train import TrainConfig, run_training
 
 __all__ = ["METHODS", "DistillObjective", "Teacher", "run_distillation", "method_label"]
@@ -58,6 +59,7 @@ def run_distillation(cfg: TrainConfig, teacher: str, teacher_model: str | None =
     t_model, info = load_model(teacher, teacher_model)
     given_head = load_teacher_head(Path(teacher_head), info.embedding_size) if teacher_head else None
     cache = Path(cache_dir) if cache_dir else Path(cfg.out) / "teacher_cache"
+    check_writable_dir(cache, "teacher cache folder")  # before embedding the training set, not after
     label = method_label(spec)
 
     needs_logits = any(METHODS[n].needs_logits for n, _ in spec)

@@ -184,5 +184,21 @@ def save_checkpoint(
     }
     payload = {"edgekd": meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as e:  # torch's C++ writer reports a full disk as "unexpected pos" / "file write failed"
+            raise EdgekdError(f"{path}: write failed ({_write_failure(tmp, e)}); nothing was written") from None
     return Path(path)
+
+
+def _write_failure(tmp: Path, e: RuntimeError) -> str:
+    """Name the cause torch's writer hides: a full disk shows as no free space where the file was being written."""
+    import shutil
+
+    try:
+        if shutil.disk_usage(tmp.parent).free < 1 << 20:
+            return "No space left on device"
+    except OSError:
+        pass
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"torch.save: {lines[0][:200]}" if lines else "torch.save failed"

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from edgekd.errors import EdgekdError
-from edgekd.io import write_json_atomic, write_text_atomic
+from edgekd.io import check_writable_dir, write_json_atomic, write_text_atomic
 from edgekd.train import distributed
 from edgekd.train.checkpoint import git_commit, load_checkpoint, rng_state, set_rng_state
 from edgekd.train.config import TrainConfig
@@ -49,10 +49,13 @@ def check_config(cfg: TrainConfig, margin_needed: bool = True) -> None:
     """Option errors that need no data or model, reported before anything is loaded."""
     from edgekd.models.registry import resolve
 
-    if not cfg.data:
-        raise EdgekdError("no training data given (--data DIR|train.rec|synthetic:IDSxPER)")
     if not cfg.out:
         raise EdgekdError("no output folder given (--out runs/NAME)")
+    check_writable_dir(cfg.out, "output run folder")
+    if cfg.resume and not (Path(cfg.out) / "checkpoint.pt").is_file():
+        raise EdgekdError(f"{Path(cfg.out) / 'checkpoint.pt'}: no checkpoint to resume from")
+    if not cfg.data:
+        raise EdgekdError("no training data given (--data DIR|train.rec|synthetic:IDSxPER)")
     resolve(cfg.model)  # unknown model: one line listing the known ones
     if cfg.steps is not None and cfg.epochs is not None:
         raise EdgekdError("give --steps or --epochs, not both")
@@ -90,7 +93,9 @@ class Trainer:
             raise EdgekdError("--amp fp16 needs a CUDA device (use --amp bf16 or off on CPU)")
         self.ckpt_path, self.model_path = self.out / "checkpoint.pt", self.out / "model.pt"
         self.log_path, self.summary_path = self.out / "log.jsonl", self.out / "summary.json"
+        self.created_out = not self.out.exists()  # a run that fails before its first checkpoint removes it again
         resumed = self._check_resume()
+        self._remove_stale_temps()
 
         self.data = open_dataset(cfg.data, resize=cfg.resize)
         self.num_classes = self._check_data()
@@ -150,6 +155,22 @@ class Trainer:
             raise EdgekdError(f"{self.ckpt_path}: the run trains {saved['model']} {saved['model_kwargs'] or ''}, "
                               f"not {cfg.model} {cfg.model_kwargs or ''}; resume with the same model")
         return ckpt
+
+    def _remove_stale_temps(self) -> None:
+        """Atomic writes of a run killed mid-write (kill -9) leave `.checkpoint.pt.*.tmp`; the next start removes them."""
+        if self.ctx.is_main and self.out.is_dir():
+            for out in (self.ckpt_path, self.model_path, self.log_path, self.summary_path):
+                for tmp in self.out.glob(f".{out.name}.*.tmp"):
+                    tmp.unlink(missing_ok=True)
+
+    def discard_unsaved_run(self) -> None:
+        """After a failure before the first checkpoint nothing can be resumed: remove this run's log and the run
+        folder it created, so no empty or half-made run folder stays behind."""
+        if not self.ctx.is_main or self.last_good is not None or self.ckpt_path.exists():
+            return
+        self.log_path.unlink(missing_ok=True)
+        if self.created_out and self.out.is_dir() and not any(self.out.iterdir()):
+            self.out.rmdir()
 
     def _check_data(self) -> int:
         cfg, n = self.cfg, len(self.data)
@@ -293,9 +314,7 @@ class Trainer:
                 try:
                     logs = self.train_step(x, y)
                 except NonFiniteLoss as e:
-                    kept = f"last good checkpoint {self.ckpt_path} (step {self.last_good}) kept" if self.last_good \
-                        else "no checkpoint had been written"
-                    raise EdgekdError(f"{self.out}: step {self.step + 1}: {e}; training stopped, {kept}") from None
+                    raise EdgekdError(f"{self.out}: step {self.step + 1}: {e}; training stopped, {self._kept()}") from None
                 self.step += 1
                 dt = time.perf_counter() - t0
                 self.train_s += dt
@@ -377,6 +396,15 @@ class Trainer:
         update_bn((self.device_batch(x) for x, _ in itertools.islice(batches, n)), self.model)  # restores train()
         self._write_log({"step": self.step, "bn_recal_batches": n})
 
+    def _kept(self) -> str:
+        if self.last_good is None:
+            return "no checkpoint had been written (nothing to resume)"
+        return f"last good checkpoint {self.ckpt_path} (step {self.last_good}) kept"
+
+    def config_record(self) -> dict:
+        """The settings as saved in checkpoints and summary.json, with the device the run actually used (not 'auto')."""
+        return {**self.cfg.to_dict(), "device": str(self.device)}
+
     def save(self, start_wall: float) -> None:
         """Atomic checkpoint of the full training state; refuses to replace a good one with non-finite weights."""
         from edgekd.models import save_checkpoint
@@ -389,8 +417,7 @@ class Trainer:
             return
         for name, t in list(self.model.state_dict().items()) + list(self.objective.state_dict().items()):
             if t.is_floating_point() and not torch.isfinite(t).all():
-                raise EdgekdError(f"{self.out}: step {self.step}: {name} is not finite; training stopped, "
-                                  f"last good checkpoint {self.ckpt_path} (step {self.last_good}) kept")
+                raise EdgekdError(f"{self.out}: step {self.step}: {name} is not finite; training stopped, {self._kept()}")
         extra = {
             "meta": {**self.meta, "step": self.step},
             "objective": self.objective.state_dict(),
@@ -401,7 +428,7 @@ class Trainer:
             "train": {"step": self.step, "wall_s": self.wall_s + time.perf_counter() - start_wall,
                       "train_s": self.train_s, "images": self.images, "pending": dict(self.pending),
                       "history": self.history},
-            "config": self.cfg.to_dict(),
+            "config": self.config_record(),
             "git_commit": git_commit(),
         }
         save_checkpoint(self.ckpt_path, self.model, self.cfg.model, self.cfg.model_kwargs, extra)
@@ -444,7 +471,7 @@ class Trainer:
             "accuracy_std": first["accuracy_std"] if first else None,
             "tar_at_far": first["tar_at_far"] if first else None,
             "git_commit": git_commit(),
-            "config": cfg.to_dict(),
+            "config": self.config_record(),
             **{k: v for k, v in self.meta.items() if k not in ("kind", "method", "teacher")},
         }
         if self.ctx.is_main:
@@ -466,6 +493,11 @@ def _line_step(line: str) -> int | None:
 def run_training(cfg: TrainConfig, objective: ObjectiveArg = None, meta: dict | None = None) -> dict:
     """Train `cfg.model` with `objective` (default: the margin head from cfg) and return the summary.json dict."""
     try:
-        return Trainer(cfg, objective, meta).fit()
+        trainer = Trainer(cfg, objective, meta)
+        try:
+            return trainer.fit()
+        except BaseException:
+            trainer.discard_unsaved_run()
+            raise
     finally:
         distributed.cleanup()
