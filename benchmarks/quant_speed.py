@@ -1,38 +1,28 @@
 """CPU latency of the artifacts `edgekd export` wrote: ONNX Runtime FP32 vs FP16 vs INT8 Q/DQ (each calibration
 method), and PyTorch eager, per model, as ratios to ONNX Runtime FP32, in one run.
 
-Reads `engines/*.export_report.json` (or --reports), so it times the exact files that were verified for accuracy.
-Runtimes of one model are timed in interleaved rounds (A B C A B C ...) so background load on a shared machine hits
-them alike; each cell is the median over rounds of the per-round median latency.
+Reads export reports (default: engines/*.export_report.json and the exports of benchmarks/export_accuracy.py), so
+it times the exact files whose accuracy was verified. Runtimes of one model are timed in interleaved rounds
+(A B C, C B A, ...) so background load on a shared machine hits them alike; the headline is the ratio to ONNX
+Runtime FP32 (ratio of median-of-rounds latencies, with the range of per-round paired ratios). Before timing, the
+script waits (at most --max-wait s) for the load average to drop below the core count, and records the load.
 Writes benchmarks/results/quant_speed.json and .md.
 
-    python benchmarks/quant_speed.py [--reports engines/*.export_report.json] [--batches 1,16] [--rounds 5]
+    python benchmarks/quant_speed.py [--reports R.export_report.json ...] [--batches 1,16] [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import glob
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from _common import RESULTS, ROOT, Record, inputs_lines, interleaved, machine_line, write_result
 
-
-def _timed(fn, x, min_time_s: float, min_iters: int) -> float:
-    out, start = [], time.perf_counter()
-    while len(out) < min_iters or time.perf_counter() - start < min_time_s:
-        t0 = time.perf_counter()
-        fn(x)
-        out.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(out))
+DEFAULT_REPORTS = ("engines/*.export_report.json", "runs/benchmarks/export_accuracy/*.export_report.json")
 
 
 def _runners(report: dict, threads: int) -> dict:
@@ -44,62 +34,78 @@ def _runners(report: dict, threads: int) -> dict:
     from edgekd.runtime.onnx_runtime import OnnxRuntime
 
     torch.set_num_threads(threads)
-    model, _ = open_model(report["weights"], report["model"], log=lambda *a: None)
-    runners = {"torch eager fp32": lambda x: torch_embed(model, x)}
+    runners = {}
     for key, a in report["artifacts"].items():
         runners[f"onnxruntime {key}"] = OnnxRuntime(a["path"], intra_op_threads=threads)
+    model, _ = open_model(report["weights"], report["model"], log=lambda *a: None)
+    runners["torch eager fp32"] = lambda x: torch_embed(model, x)
     return runners
+
+
+def markdown(result: dict) -> str:
+    rows = result["rows"]
+    keys = list(dict.fromkeys((r["model"], r["batch"]) for r in rows))
+    runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
+    lines = ["# ONNX Runtime CPU latency: FP32 vs FP16 vs INT8 Q/DQ vs PyTorch eager", "",
+             f"Command: `{result['run']['command']}`", "",
+             "Ratios first: latency / ONNX Runtime FP32 latency of the same model and batch, from interleaved rounds "
+             "(ratio of median-of-rounds latencies; in brackets the range of the per-round paired ratios). Lower is "
+             "faster.", "",
+             "| model | weights | batch | " + " | ".join(runtimes) + " |", "|---|---|---|" + "---|" * len(runtimes)]
+    for key in keys:
+        g = {r["runtime"]: r for r in rows if (r["model"], r["batch"]) == key}
+        cells = [f"{g[k]['vs_onnx_fp32']:.2f}x ({g[k]['paired_range'][0]:.2f}–{g[k]['paired_range'][1]:.2f})"
+                 if k in g else "—" for k in runtimes]
+        w = next(iter(g.values()))["weights"]
+        lines.append(f"| {key[0]} | {Path(w).name if w != 'random init' else w} | {key[1]} | " + " | ".join(cells) + " |")
+    lines += ["", "Absolute median latencies, ms (this machine's speed only when it was not busy, see below):", "",
+              "| model | batch | " + " | ".join(runtimes) + " |", "|---|---|" + "---|" * len(runtimes)]
+    for key in keys:
+        g = {r["runtime"]: r for r in rows if (r["model"], r["batch"]) == key}
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(f"{g[k]['latency_ms']:.2f}" if k in g else "—"
+                                                              for k in runtimes) + " |")
+    return "\n".join(lines + ["", machine_line(result["run"]), *inputs_lines(result["run"])]) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reports", nargs="*", help="export_report.json files (default engines/*.export_report.json)")
+    ap.add_argument("--reports", nargs="*", help="export_report.json files (default: " + ", ".join(DEFAULT_REPORTS) + ")")
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=0.5, help="seconds per runtime per round")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime intra-op threads")
+    ap.add_argument("--max-wait", type=float, default=600, help="seconds to wait for load < cores before timing")
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
-    paths = args.reports or sorted(glob.glob(str(ROOT / "engines" / "*.export_report.json")))
+    paths = args.reports or sorted(p for pat in DEFAULT_REPORTS for p in glob.glob(str(ROOT / pat)))
+    if not paths:
+        raise SystemExit("no export reports found: run `edgekd export` or benchmarks/export_accuracy.py first")
     batches = [int(b) for b in args.batches.split(",")]
+    rec = Record("quant_speed", max_wait_s=args.max_wait)
     rows = []
     for rp in paths:
         report = json.loads(Path(rp).read_text())
+        if report["weights"]:
+            rec.add_input(report["model"], report["weights"])
         runners = _runners(report, args.threads)
         h, w = report["onnx"]["input_shape"][2:]
         for b in batches:
             x = np.random.default_rng(0).standard_normal((b, 3, h, w)).astype(np.float32)
-            for fn in runners.values():
-                fn(x)  # warm-up
-            per = {k: [] for k in runners}
-            for _ in range(args.rounds):
-                for k, fn in runners.items():
-                    per[k].append(_timed(fn, x, args.min_time, 3))
-            base = float(np.median(per["onnxruntime fp32"]))
-            for k, v in per.items():
-                ms = float(np.median(v))
+            print(f"{report['model']} batch {b}:", flush=True)
+            timed = interleaved(runners, x, "onnxruntime fp32", args.rounds, args.min_time, 3,
+                                log=lambda m: print("  " + m, flush=True))
+            for k, t in timed.items():
                 rows.append({"model": report["model"], "weights": report["weights"] or "random init", "runtime": k,
-                             "batch": b, "latency_ms": round(ms, 3), "img_per_s": round(1e3 * b / ms, 1),
-                             "vs_onnx_fp32": round(ms / base, 3), "rounds_ms": [round(r, 3) for r in v]})
-                print(f"{report['model']:28s} b={b:<3d} {k:28s} {ms:9.2f} ms  x{ms / base:.2f} vs ORT fp32", flush=True)
-    import onnxruntime
-    import torch
-
-    env = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
-           "load_avg_at_end": os.getloadavg(), "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
-           "note": "shared machine (about 7 users on 2 cores): absolute latencies are noisy; ratios within one run "
-                   "are the figure to read"}
-    out = {"kind": "bench", "name": "quant_speed", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "env": env, "results": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quant_speed.json").write_text(json.dumps(out, indent=2) + "\n")
-    md = ["# ONNX Runtime CPU latency: FP32 vs FP16 vs INT8 Q/DQ vs PyTorch eager", "",
-          f"{out['date']}, {env['cpu']}, {env['cores']} cores, {args.threads} threads, load avg at end "
-          f"{env['load_avg_at_end'][0]:.1f}. {env['note']}.", "",
-          "| model | weights | batch | runtime | latency ms | img/s | x ORT fp32 |", "|---|---|---|---|---|---|---|"]
-    md += [f"| {r['model']} | {Path(r['weights']).name if r['weights'] != 'random init' else r['weights']} | {r['batch']} "
-           f"| {r['runtime']} | {r['latency_ms']:.2f} | {r['img_per_s']} | {r['vs_onnx_fp32']:.2f} |" for r in rows]
-    (RESULTS / "quant_speed.md").write_text("\n".join(md) + "\n")
-    print(f"wrote {RESULTS / 'quant_speed.json'} and .md")
+                             "batch": b, "latency_ms": t["latency_ms_median"],
+                             "img_per_s": 1e3 * b / t["latency_ms_median"], "vs_onnx_fp32": t["ratio"],
+                             "paired_range": t["paired_ratio_range"], "paired_ratios": t["paired_ratios"],
+                             "rounds_ms": t["round_medians_ms"], "iterations": t["iterations"],
+                             "sha256": report["artifacts"].get(k.removeprefix("onnxruntime "), {}).get("sha256")})
+    result = {"kind": "bench", "name": "quant_speed", "reports": paths, "rows": rows,
+              "run": rec.finish({"torch": args.threads, "onnxruntime intra-op": args.threads})}
+    md = markdown(result)
+    write_result("quant_speed", result, md, args.out)
+    print(md)
 
 
 if __name__ == "__main__":

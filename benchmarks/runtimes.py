@@ -1,39 +1,30 @@
 """Runtime comparison on this machine: PyTorch eager vs ONNX Runtime FP32 vs ONNX Runtime INT8 (Q/DQ) per model.
 
 CPU mode (default): models mbf, r18, r50 at batch 1 and 32. The three runtimes of a model are timed in interleaved
-rounds (A B C A B C ...) so background load on a shared machine hits them alike; the table reports each runtime's
-median-of-rounds latency and the ratios to PyTorch eager. Weights are random (latency does not depend on them);
-INT8 is calibrated on synthetic faces.
+rounds (A B C, C B A, ...) so background load on a shared machine hits them alike; the headline is each runtime's
+ratio to PyTorch eager (ratio of median-of-rounds latencies, with the range of the per-round paired ratios), the
+absolute latencies come second. Before timing, the script waits (at most --max-wait s) for the 1-minute load average
+to drop below the core count, and records the load at start and end; a run that started or ended busy says so.
+Weights are random (latency does not depend on them); INT8 is calibrated on synthetic faces.
 
 GPU mode (--gpu, needs CUDA): PyTorch CUDA FP32 and FP16 with CUDA-graph replay for r100, r18 and mbf at batch 1 and 64:
 host latency, device time (CUDA events), torch peak allocation and NVML process memory, with the GPU's name.
 
 Writes benchmarks/results/runtimes_<cpu|gpu>.json and .md.
 
-    python benchmarks/runtimes.py [--models mbf,r18,r50] [--batches 1,32] [--rounds 5] [--gpu]
+    python benchmarks/runtimes.py [--models mbf,r18,r50] [--batches 1,32] [--rounds 5] [--max-wait 600] [--gpu]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _time_round(rt, x: np.ndarray, min_time_s: float, min_iters: int) -> list[float]:
-    out, start = [], time.perf_counter()
-    while len(out) < min_iters or time.perf_counter() - start < min_time_s:
-        t0 = time.perf_counter()
-        rt(x)
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+from _common import RESULTS, Record, interleaved, machine_line, time_round, write_result
 
 
 def _export(name: str, tmp: Path, calib_n: int) -> dict[str, Path]:
@@ -79,26 +70,17 @@ def cpu_mode(models: list[str], batches: list[int], rounds: int, min_time_s: flo
             h, w = runtimes["onnxruntime fp32"].preprocess.input_size
             for b in batches:
                 x = np.random.default_rng(0).uniform(-1, 1, (b, 3, h, w)).astype(np.float32)
-                for rt in runtimes.values():  # warm-up (allocations, ORT arena, oneDNN primitive cache)
-                    rt(x)
-                per: dict[str, list[float]] = {k: [] for k in runtimes}
-                medians: dict[str, list[float]] = {k: [] for k in runtimes}
-                for r in range(rounds):
-                    order = list(runtimes) if r % 2 == 0 else list(reversed(runtimes))
-                    for k in order:
-                        t = _time_round(runtimes[k], x, min_time_s, 2)
-                        per[k] += t
-                        medians[k].append(float(np.median(t)))
-                    print(f"{name} batch {b} round {r + 1}/{rounds}: "
-                          + ", ".join(f"{k} {medians[k][-1]:.1f} ms" for k in runtimes), file=sys.stderr)
-                base = float(np.median(medians["torch eager fp32"]))
-                for k in runtimes:
-                    lat = float(np.median(medians[k]))
+                print(f"{name} batch {b}:", file=sys.stderr)
+                timed = interleaved(runtimes, x, "torch eager fp32", rounds, min_time_s,
+                                    log=lambda m: print("  " + m, file=sys.stderr))
+                for k, t in timed.items():
                     rows.append({"model": name, "gflops": c["gflops"], "params": c["params"], "batch": b, "runtime": k,
-                                 "latency_ms_median": lat, "latency_ms_mean": float(np.mean(per[k])),
-                                 "latency_ms_std": float(np.std(per[k], ddof=1)) if len(per[k]) > 1 else 0.0,
-                                 "round_medians_ms": medians[k], "iterations": len(per[k]),
-                                 "img_per_s": b * 1e3 / lat, "ratio_to_torch": lat / base})
+                                 **{f: t[f] for f in ("latency_ms_median", "latency_ms_mean", "latency_ms_std",
+                                                      "round_medians_ms", "iterations")},
+                                 "img_per_s": b * 1e3 / t["latency_ms_median"], "ratio_to_torch": t["ratio"],
+                                 "paired_ratio_range_to_torch": t["paired_ratio_range"],
+                                 "ratio_to_onnx_fp32": t["latency_ms_median"]
+                                 / timed["onnxruntime fp32"]["latency_ms_median"]})
             for rt in runtimes.values():
                 rt.close()
     return {"mode": "cpu", "rows": rows, "torch_threads": torch.get_num_threads(),
@@ -127,7 +109,7 @@ def gpu_mode(models: list[str], batches: list[int], iterations: int) -> dict:
                     x = np.random.default_rng(0).uniform(-1, 1, (b, 3, h, w)).astype(np.float32)
                     for _ in range(10):
                         rt(x)
-                    host = _time_round(rt, x, 1.0, iterations)
+                    host = time_round(rt, x, 1.0, iterations)
                     dev = [rt.device_time_ms(x) for _ in range(iterations)]
                     rt.close()
                 m = mem.result()
@@ -143,23 +125,32 @@ def gpu_mode(models: list[str], batches: list[int], iterations: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    env = result["env"]
-    lines = [f"# Runtime comparison ({result['mode'].upper()})", "",
-             f"{result['created']} on {env['cpu_model']} ({env['cpu_available']} cores available, load average "
-             f"{', '.join(f'{v:.1f}' for v in env['load_average'] or [])} at the end)"
-             + (f", GPU {result['gpu']} (CUDA {result['cuda']})" if result.get("gpu") else "") + ".", ""]
+    run = result["run"]
+    lines = [f"# Runtime comparison ({result['mode'].upper()})", "", f"Command: `{run['command']}`", ""]
+    if result.get("gpu"):
+        lines += [f"GPU {result['gpu']} (CUDA {result['cuda']}).", ""]
     if result["mode"] == "cpu":
-        lines += [f"Threads: torch {result['torch_threads']}, onnxruntime {result['ort_intra_op_threads']}. Median over "
-                  "interleaved rounds; ratio = latency / PyTorch eager latency (lower is faster).", "",
-                  "| model | GFLOPs | batch | torch eager ms | ORT FP32 ms (ratio) | ORT INT8 ms (ratio) | INT8 vs FP32 |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["Ratios first: latency / PyTorch eager latency of the same model and batch, from interleaved rounds "
+                  "(ratio of median-of-rounds latencies; in brackets the range of the per-round paired ratios). "
+                  "Lower is faster.", "",
+                  "| model | GFLOPs | batch | ORT FP32 / torch | ORT INT8 / torch | INT8 / FP32 (ORT) |",
+                  "|---|---|---|---|---|---|"]
         rows = result["rows"]
-        for key in sorted({(r["model"], r["batch"]) for r in rows}, key=lambda k: (rows[0]["model"] != k[0], k)):
-            g = {r["runtime"]: r for r in rows if (r["model"], r["batch"]) == key}
+        keys = list(dict.fromkeys((r["model"], r["batch"]) for r in rows))
+        group = lambda key: {r["runtime"]: r for r in rows if (r["model"], r["batch"]) == key}  # noqa: E731
+        rr = lambda r: (f"{r['ratio_to_torch']:.2f}x ({r['paired_ratio_range_to_torch'][0]:.2f}–"  # noqa: E731
+                        f"{r['paired_ratio_range_to_torch'][1]:.2f})")
+        for key in keys:
+            g = group(key)
+            lines.append(f"| {key[0]} | {g['torch eager fp32']['gflops']:.3f} | {key[1]} | {rr(g['onnxruntime fp32'])} | "
+                         f"{rr(g['onnxruntime int8'])} | {g['onnxruntime int8']['ratio_to_onnx_fp32']:.2f}x |")
+        lines += ["", "Absolute median latencies (ms; valid for this machine only when it was not busy, see below):", "",
+                  "| model | batch | torch eager | ORT FP32 | ORT INT8 | rounds, calls per runtime |", "|---|---|---|---|---|---|"]
+        for key in keys:
+            g = group(key)
             t, f, q = g["torch eager fp32"], g["onnxruntime fp32"], g["onnxruntime int8"]
-            lines.append(f"| {key[0]} | {t['gflops']:.3f} | {key[1]} | {t['latency_ms_median']:.2f} | "
-                         f"{f['latency_ms_median']:.2f} ({f['ratio_to_torch']:.2f}x) | {q['latency_ms_median']:.2f} "
-                         f"({q['ratio_to_torch']:.2f}x) | {q['latency_ms_median'] / f['latency_ms_median']:.2f}x |")
+            lines.append(f"| {key[0]} | {key[1]} | {t['latency_ms_median']:.2f} | {f['latency_ms_median']:.2f} | "
+                         f"{q['latency_ms_median']:.2f} | {len(t['round_medians_ms'])}, {t['iterations']} |")
     else:
         lines += ["PyTorch CUDA with CUDA-graph replay.", "",
                   "| model | precision | batch | host ms (mean ± std) | device ms | img/s | torch peak MiB | NVML MiB |",
@@ -170,7 +161,7 @@ def markdown(result: dict) -> str:
             lines.append(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['host_ms_mean']:.2f} ± "
                          f"{r['host_ms_std']:.2f} | {dev} | {r['img_per_s']:.0f} | {mib(r['torch_peak_bytes'])} | "
                          f"{mib(r['nvml_process_bytes'])} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", machine_line(run)]) + "\n"
 
 
 def main() -> None:
@@ -183,23 +174,20 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=100, help="timed calls per configuration (GPU)")
     ap.add_argument("--calib", type=int, default=32, help="INT8 calibration images (CPU)")
     ap.add_argument("--threads", type=int, help="torch and onnxruntime threads (CPU; default: library defaults)")
+    ap.add_argument("--max-wait", type=float, default=600, help="seconds to wait for load < cores before timing")
     ap.add_argument("--out", default=str(RESULTS), help="output folder")
     a = ap.parse_args()
     models = (a.models or ("r100,r18,mbf" if a.gpu else "mbf,r18,r50")).split(",")
     batches = [int(b) for b in (a.batches or ("1,64" if a.gpu else "1,32")).split(",")]
-    from edgekd.bench.environment import collect_environment
-    from edgekd.io import write_json_atomic, write_text_atomic
-
-    t0 = time.perf_counter()
+    rec = Record(f"runtimes_{'gpu' if a.gpu else 'cpu'}", max_wait_s=a.max_wait)
     result = gpu_mode(models, batches, a.iterations) if a.gpu else cpu_mode(models, batches, a.rounds, a.min_time,
                                                                             a.calib, a.threads)
-    result["created"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    result["wall_s"] = time.perf_counter() - t0
-    result["env"] = collect_environment()
-    out = Path(a.out)
-    write_json_atomic(out / f"runtimes_{result['mode']}.json", result)
-    write_text_atomic(out / f"runtimes_{result['mode']}.md", markdown(result))
-    print(markdown(result))
+    threads = ({"torch": result["torch_threads"], "onnxruntime intra-op": result["ort_intra_op_threads"]}
+               if result["mode"] == "cpu" else {})
+    result["run"] = rec.finish(threads)
+    md = markdown(result)
+    write_result(f"runtimes_{result['mode']}", result, md, a.out)
+    print(md)
 
 
 if __name__ == "__main__":

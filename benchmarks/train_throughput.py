@@ -3,7 +3,9 @@ optimizer, clipping) on the same machine, as a ratio. Goal: >= 0.95x (the traine
 
 Measurements are interleaved in ABBA order (edgekd, plain, plain, edgekd, ...) and the ratio of medians is
 reported, because the machine this runs on may be shared: load from other users hits both sides alike. On a
-loaded CPU, one intra-op thread (the default here) keeps OpenMP barrier stalls from dominating the noise.
+loaded CPU, one intra-op thread (the default here) keeps OpenMP barrier stalls from dominating the noise. Before
+measuring, the script waits (at most --max-wait s) for the load average to drop below the core count, and records
+the load at start and end.
 
     python benchmarks/train_throughput.py [--models mbf r18] [--batch 8] [--steps 1] [--repeats 10] [--threads 1]
 
@@ -14,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from edgekd.io import write_json_atomic, write_text_atomic
+from _common import RESULTS, Record, machine_line, write_result
 from edgekd.train import TrainConfig, Trainer
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def plain_loop(model, head, lr: float, clip: float):
@@ -91,25 +88,27 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10, help="measurements per side")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(RESULTS / "train_throughput"))
+    ap.add_argument("--max-wait", type=float, default=600, help="seconds to wait for load < cores before measuring")
+    ap.add_argument("--out", default=str(RESULTS))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    load0 = os.getloadavg()
+    rec = Record("train_throughput", max_wait_s=a.max_wait)
     rows = [measure(m, a.batch, a.steps, a.repeats, a.device) for m in a.models]
-    env = {"torch": torch.__version__, "device": a.device if a.device == "cpu" else torch.cuda.get_device_name(),
-           "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
-           "loadavg_start": load0, "loadavg_end": os.getloadavg(),
-           "note": "2-core CPU shared with other users; absolute img/s are noisy, the interleaved ratio is the result"}
-    write_json_atomic(a.out + ".json", {"kind": "train_throughput", "results": rows, "env": env})
-    md = ["| model | batch | edgekd img/s (median) | plain img/s (median) | ratio | paired ratios |",
+    device = a.device if a.device == "cpu" else torch.cuda.get_device_name()
+    result = {"kind": "train_throughput", "device": device, "results": rows,
+              "run": rec.finish({"torch": torch.get_num_threads()})}
+    md = ["# Training-step throughput: edgekd Trainer vs a plain PyTorch loop", "",
+          f"Command: `{result['run']['command']}`", "",
+          f"Ratio = median edgekd img/s / median plain img/s over ABBA-interleaved measurements on {device} "
+          "(1.0 = no overhead); paired ratios are those of each interleaved pair.", "",
+          "| model | batch | ratio | paired ratios (min–max) | edgekd img/s (median) | plain img/s (median) |",
           "|---|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['model']} | {r['batch']} | {r['median_img_per_s']['edgekd']:.2f} | "
-                  f"{r['median_img_per_s']['plain']:.2f} | {r['ratio']:.3f} | "
-                  f"{', '.join(f'{p:.2f}' for p in r['paired_ratios'])} |")
-    md.append(f"\n{env['device']}, torch {env['torch']}, {env['threads']} threads, load average "
-              f"{load0[0]:.1f} -> {env['loadavg_end'][0]:.1f}. {env['note']}.")
-    write_text_atomic(a.out + ".md", "\n".join(md) + "\n")
+        md.append(f"| {r['model']} | {r['batch']} | {r['ratio']:.3f} | {min(r['paired_ratios']):.2f}–"
+                  f"{max(r['paired_ratios']):.2f} | {r['median_img_per_s']['edgekd']:.2f} | "
+                  f"{r['median_img_per_s']['plain']:.2f} |")
+    md += ["", machine_line(result["run"])]
+    write_result("train_throughput", result, "\n".join(md), a.out)
     print("\n".join(md))
 
 

@@ -1,0 +1,167 @@
+"""What export does to accuracy: FP32 / FP16 / INT8 Q/DQ (minmax, entropy, percentile calibration) ONNX of the shared
+pretrained MobileFaceNets on LFW view-2 folds 6-7, with every artifact's embeddings compared to the FP32 ONNX's.
+
+Per model: a calibration set drawn from the identities of folds 1-5 (`edgekd calib make --folds 1-5`, disjoint from
+the verified folds), `edgekd export` (edgekd.export.run.export_model: FP32 parity-checked against PyTorch, FP16, one
+INT8 Q/DQ file per calibration method), then each artifact evaluated with edgekd.eval.evaluate on ONNX Runtime with
+the FP32 ONNX as reference: accuracy ± fold std, its delta to FP32, TAR@FAR, AUC, and the min / mean cosine between
+the artifact's and the FP32 embedding of every verified image.
+
+    nice -n 10 python benchmarks/export_accuracy.py [--models foamliu,xiaoccer] [--folds 6-7] [--calib-n 512]
+
+Calibration sets, exports and evaluations are cached in --work (keyed by checkpoint / artifact sha256).
+Writes benchmarks/results/export_accuracy.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+from _common import RESULTS, ROOT, Record, edgekd_cmd, inputs_lines, machine_line, pct, write_result
+
+MODELS = {
+    "foamliu": ("mobilefacenet_ms1m_foamliu", ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt"), "sum"),
+    "xiaoccer": ("mobilefacenet_casia_xiaoccer", ("weights", "mobilefacenet_casia_xiaoccer", "068.ckpt"), "concat"),
+}
+METHODS = ("minmax", "entropy", "percentile")
+
+
+def parse_folds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def calib_set(pairs: Path, model: str, n: int, work: Path) -> Path:
+    """`edgekd calib make` from the fold 1-5 identities with the model's preprocessing (made once)."""
+    out = work / f"calib_{model}_f1-5_n{n}"
+    if not (out / "manifest.json").is_file():
+        subprocess.run([*edgekd_cmd(), "calib", "make", "--from", str(pairs), "--folds", "1-5",
+                        "--n", str(n), "--model", model, "--out", str(out), "--overwrite"], check=True)
+    return out
+
+
+def export_cached(model: str, weights: Path, sha: str, calib: Path, work: Path) -> dict:
+    from edgekd.export.run import export_model
+    from edgekd.io import read_json
+
+    onnx = work / f"{model}-{sha[:12]}.onnx"
+    report = onnx.with_suffix(".export_report.json")
+    if report.is_file():
+        r = read_json(report)
+        if all(f"int8-{m}" in r["artifacts"] and Path(r["artifacts"][f"int8-{m}"]["path"]).is_file() for m in METHODS):
+            return r
+    return export_model(weights=weights, model=model, out=onnx, calib=calib, calib_methods=METHODS, log=print)
+
+
+def evaluate_artifact(path: Path, sha: str, ref_path: Path, ref_sha: str, vset, folds_tag: str, flip: str,
+                      threads: int, work: Path) -> dict:
+    """Accuracy of one artifact plus its embeddings' cosine to the FP32 ONNX's on the same images (cached)."""
+    from edgekd.eval import evaluate
+    from edgekd.io import read_json, write_json_atomic
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+
+    out = work / "evals" / f"{sha[:16]}.f{folds_tag}.{flip}.ref{ref_sha[:12]}.json"
+    if out.is_file():
+        return read_json(out)
+    rt, ref = OnnxRuntime(path, intra_op_threads=threads), OnnxRuntime(ref_path, intra_op_threads=threads)
+    try:
+        r = evaluate(rt, vset, rt.preprocess, flip=flip, progress=True, reference=(ref, ref.preprocess))
+    finally:
+        rt.close()
+        ref.close()
+    r.update(artifact=str(path), artifact_sha256=sha, reference_artifact=str(ref_path), reference_sha256=ref_sha)
+    write_json_atomic(out, r)
+    return r
+
+
+def markdown(result: dict) -> str:
+    folds = result["folds"]
+    lines = ["# Export accuracy: FP32 / FP16 / INT8 Q/DQ ONNX of the pretrained MobileFaceNets", "",
+             f"Command: `{result['run']['command']}`", "",
+             f"Verification: LFW view-2 folds {folds[0]}–{folds[-1]} ({result['num_pairs']} pairs, "
+             f"{result['num_images']} images), ONNX Runtime CPU. Calibration: {result['calib_n']} faces drawn from the "
+             "identities of folds 1–5 (`edgekd calib make --folds 1-5`; identity-disjoint from the verified folds). "
+             "Cosine: between each artifact's embedding and the FP32 ONNX's, over every verified image (flip mode "
+             "applied).", "",
+             "| model | flip | artifact | accuracy | Δ vs FP32 | TAR@FAR 1e-2 | AUC | min cos vs FP32 | mean cos vs FP32 "
+             "| size MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in result["models"]:
+        for key, a in m["artifacts"].items():
+            lines.append(f"| {m['model']} | {m['flip']} | {key} | {pct(a['accuracy_mean'])} ± {pct(a['accuracy_std'])} "
+                         f"% | {a['delta_pt']:+.2f} pt | {pct(a['tar_at_far'].get('1e-02'))} % | {a['auc']:.5f} | "
+                         f"{a['cosine_min']:.5f} | {a['cosine_mean']:.5f} | {a['bytes'] / 2**20:.2f} |")
+    lines += ["", "ONNX parity (FP32 ONNX vs PyTorch at batch 1 and the parity batch, real aligned LFW faces): "
+              + "; ".join(f"{m['model']} max abs diff {m['parity']['max_abs_diff']:.1e}, min cos "
+                          f"{m['parity']['min_cosine']:.7f}" for m in result["models"]) + ".", "",
+              machine_line(result["run"]), *inputs_lines(result["run"])]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of: {', '.join(MODELS)}")
+    ap.add_argument("--folds", default="6-7", help="LFW view-2 folds to verify on (1-based)")
+    ap.add_argument("--calib-n", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "benchmarks" / "export_accuracy")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    a = ap.parse_args()
+    unknown = set(a.models.split(",")) - set(MODELS)
+    if unknown:
+        ap.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(MODELS)}")
+    folds = parse_folds(a.folds)
+    if set(folds) & set(range(1, 6)):
+        ap.error("--folds must not overlap the calibration folds 1-5")
+
+    from edgekd.data import load_verification
+    from edgekd.paths import shared_path
+
+    pairs = shared_path("lfw", "pairs.txt")
+    if pairs is None:
+        raise SystemExit("shared LFW data not found (set EDGEKD_SHARED_DATA)")
+    rec = Record("export_accuracy")
+    rec.add_input("pairs.txt", pairs)
+    vset = load_verification(pairs).subset([f - 1 for f in folds])
+    tag = a.folds.replace(",", "_")
+    models = []
+    for key in a.models.split(","):
+        model, parts, flip = MODELS[key]
+        weights = shared_path(*parts)
+        if weights is None:
+            raise SystemExit(f"shared weights {'/'.join(parts)} not found")
+        sha = rec.add_input(model, weights)
+        calib = calib_set(pairs, model, a.calib_n, a.work)
+        report = export_cached(model, weights, sha, calib, a.work)
+        fp32 = report["artifacts"]["fp32"]
+        arts = {}
+        for akey, art in report["artifacts"].items():
+            print(f"{model} {akey}: evaluating {art['path']} on folds {a.folds} ...", flush=True)
+            e = evaluate_artifact(Path(art["path"]), art["sha256"], Path(fp32["path"]), fp32["sha256"], vset, tag,
+                                  flip, a.threads, a.work)
+            arts[akey] = {"path": art["path"], "sha256": art["sha256"], "bytes": art["bytes"],
+                          **{k: e[k] for k in ("accuracy_mean", "accuracy_std", "fold_accuracies", "tar_at_far",
+                                               "eer", "auc")},
+                          "cosine_min": e["reference"]["cosine_min"], "cosine_mean": e["reference"]["cosine_mean"],
+                          "parity_faces_vs_fp32": art["vs_fp32"], "data_sha256": e["data_sha256"]}
+            print(f"{model} {akey}: {pct(e['accuracy_mean'])} %, min cos vs FP32 {e['reference']['cosine_min']:.5f}",
+                  flush=True)
+        base = arts["fp32"]["accuracy_mean"]
+        for v in arts.values():
+            v["delta_pt"] = round(100 * (v["accuracy_mean"] - base), 4)
+        models.append({"key": key, "model": model, "weights": str(weights), "weights_sha256": sha, "flip": flip,
+                       "calib": {"path": str(calib), **(report.get("calib") or {})}, "parity": report["parity"],
+                       "artifacts": arts})
+    result = {"kind": "benchmark", "name": "export_accuracy", "data": str(pairs), "folds": folds,
+              "num_pairs": len(vset), "num_images": vset.num_images, "calib_n": a.calib_n, "models": models,
+              "run": rec.finish({"onnxruntime_intra_op": a.threads})}
+    write_result("export_accuracy", result, markdown(result), a.out)
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
