@@ -6,8 +6,10 @@ identities with >= 2 images, at most --max-per-id each) for the same number of s
 
     python benchmarks/kd_lfw.py [--steps N] [--student r18] [--methods vanilla,cosine]
 
-Every stage is cached under --work (alignment, teacher embeddings/head, each run and its evaluation), so a rerun
-continues where it stopped; results go to benchmarks/results/kd_lfw[_STUDENT].{json,md} after every method.
+Every stage is cached under --work (alignment, teacher embeddings/head, each run, and each evaluation keyed by the
+sha256 of the evaluated checkpoint), so a rerun continues where it stopped and never reuses the evaluation of a
+different checkpoint; results go to benchmarks/results/kd_lfw[_STUDENT].{json,md} after every method, with the
+load average at start and end. `--markdown-only` rewrites the markdown from the results JSON.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, Record, machine_line
 
 # method name -> (spec, options); weights chosen a priori (untuned, see the markdown notes)
 METHODS = {
@@ -102,6 +103,15 @@ def evaluate_weights(weights: Path, vset, flip: bool, batch: int, recal=None) ->
     return evaluate(embed, vset, info.preprocess, batch_size=batch, flip=flip, progress=True)
 
 
+def eval_path(ev: Path, weights: Path, flip: bool, bn_recal: int = 0) -> tuple[Path, str]:
+    """Where the evaluation of this checkpoint file is cached: keyed by its sha256 (and the eval settings), so a
+    retrained or replaced model.pt is evaluated afresh; returns (path, sha256)."""
+    from edgekd.io import sha256_file
+
+    sha = sha256_file(weights)
+    return ev / f"{sha[:16]}_f6-10_{'flip' if flip else 'noflip'}{f'_bn{bn_recal}' if bn_recal else ''}.json", sha
+
+
 def cached(path: Path, fn):
     from edgekd.io import read_json, write_json_atomic
 
@@ -119,12 +129,13 @@ def write_results(results: dict, out_dir: Path) -> None:
     stem = "kd_lfw" if a["student"] == "mbf" else f"kd_lfw_{a['student']}"
     write_json_atomic(out_dir / f"{stem}.json", results)
     far = ["1e-01", "1e-02", "1e-03"]
-    rows = ["| model | method | steps | train wall s | converged | LFW acc (folds 6-10) | AUC | EER | "
+    rows = ["| model | method | steps | train wall s | trainer's verdict | LFW acc (folds 6-10) | AUC | EER | "
             + " | ".join(f"TAR@FAR={f}" for f in far) + " | acc, BN re-est. | AUC, BN re-est. |", "|" + "---|" * 13]
 
     def fmt(v):
         return f"{100 * v:.2f}" if v is not None else "n/a"
 
+    missing = [m for m in a["methods"].split(",") if m not in results["students"]]
     t = results["teacher"]
     if t["eval"] is not None:
         e = t["eval"]
@@ -134,7 +145,7 @@ def write_results(results: dict, out_dir: Path) -> None:
     for name, r in results["students"].items():
         e = r["eval"]
         rows.append(f"| {a['student']} (512-d, scratch) | {r['method']} | {r['steps']} | {r['wall_time_s']:.0f} | "
-                    f"{'yes' if r['converged'] else 'NO'} | {fmt(e['accuracy_mean'])} ± {fmt(e['accuracy_std'])} | "
+                    f"{r.get('convergence_note') or r['converged']} | {fmt(e['accuracy_mean'])} ± {fmt(e['accuracy_std'])} | "
                     f"{e['auc']:.4f} | {fmt(e['eer'])} | "
                     + " | ".join(fmt(e['tar_at_far'][f]) for f in far)
                     + (f" | {fmt(b['accuracy_mean'])} ± {fmt(b['accuracy_std'])} | {b['auc']:.4f} |"
@@ -145,10 +156,12 @@ def write_results(results: dict, out_dir: Path) -> None:
         f"Command: `python benchmarks/kd_lfw.py --student {a['student']} --steps {a['steps']}"
         f" --batch-size {a['batch_size']}"
         f" --max-per-id {a['max_per_id']}`  ",
-        f"Machine: {results['env']['machine']} (2-core CPU, shared with other jobs; {a['threads']} torch thread(s)), "
-        f"torch {results['env']['torch']}. Summed training wall time: "
-        f"{sum(r['wall_time_s'] for r in results['students'].values()):.0f} s (runs may be spread over several "
-        "nice'd processes sharing --work; each evaluation of 3,890 images took 2-25 min depending on the load).",
+        machine_line(results["run"]) if "run" in results else
+        f"Machine: {results['env']['machine']}, torch {results['env']['torch']}, {a['threads']} torch thread(s); the "
+        "load average was not recorded (these results predate load recording).",
+        "",
+        f"Summed training wall time: {sum(r['wall_time_s'] for r in results['students'].values()):.0f} s (runs may be "
+        f"spread over several nice'd processes sharing --work). {eval_times(results)}",
         "",
         f"Training: {results['train']['num_images']} images of {results['train']['num_classes']} LFW identities "
         f"(view-2 folds 1-5, >= 2 images, <= {a['max_per_id']} per identity), aligned from raw_150 "
@@ -167,16 +180,28 @@ def write_results(results: dict, out_dir: Path) -> None:
         "like-for-like comparison at one budget and one seed, not a KD result at convergence (fold std is the",
         "spread over the 5 verification folds, not over training seeds).",
         "Training wall times reflect the machine's load at the time, not the methods' cost.",
-        "Runs not listed did not finish within the session (rerun the command: every stage resumes).",
+        *([f"Not finished (rerun the command: every stage resumes): {', '.join(missing)}."] if missing else []),
+        "The trainer's verdict is the `convergence_note` its summary.json held when the run finished; runs from before "
+        "the verdict was reworked said `converged` whenever the loss fell by >= 5 %, which does not mean converged.",
         "Accuracy uses insightface's protocol (squared distance of normalised embeddings, thresholds on a 0.01 grid):",
         "a student whose embeddings all point almost the same way scores exactly 50.00 ± 0.00 even when it ranks",
         "pairs better than chance; AUC, EER and TAR@FAR are threshold-free. Very short runs do that in eval mode",
-        "because BatchNorm running averages lag fast-moving weights (30 steps: every student 50.00 %), hence the last",
+        "because BatchNorm running averages lag fast-moving weights, hence the last",
         f"two columns: the same checkpoints after re-estimating BatchNorm statistics over {a['bn_recal']} training",
         "batches of 32 (torch update_bn, as `edgekd train --bn-recal`; weights unchanged, teacher untouched).",
         "",
     ]
     write_text_atomic(out_dir / f"{stem}.md", "\n".join(md))
+
+
+def eval_times(results: dict) -> str:
+    """The measured duration of the student evaluations (from their eval JSONs), not a remembered range."""
+    secs = [e["embeddings_seconds"] for r in results["students"].values()
+            for e in (r["eval"], r.get("eval_bn_reestimated")) if e and e.get("embeddings_seconds")]
+    if not secs:
+        return ""
+    return (f"Embedding the {results['val']['num_images']} verification images took {min(secs):.0f}–{max(secs):.0f} s "
+            f"per evaluation ({len(secs)} evaluations; `embeddings_seconds` of the eval JSONs).")
 
 
 def main() -> None:
@@ -196,7 +221,14 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "kd_lfw",
                     help="cache of every stage (the aligned faces go beside it)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the markdown from the results JSON, run nothing")
     args = ap.parse_args()
+    if args.markdown_only:
+        from edgekd.io import read_json
+
+        stem = "kd_lfw" if args.student == "mbf" else f"kd_lfw_{args.student}"
+        write_results(read_json(args.results / f"{stem}.json"), args.results)
+        return
     unknown = set(args.methods.split(",")) - set(METHODS)
     if unknown:
         ap.error(f"unknown method(s) {sorted(unknown)}; known: {', '.join(METHODS)}")
@@ -204,6 +236,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    rec = Record("kd_lfw")
     from edgekd.data import load_verification, open_dataset
     from edgekd.distill import run_distillation
     from edgekd.paths import shared_path
@@ -221,7 +254,7 @@ def main() -> None:
     train_txt = training_list(aligned, pairs, work, args.max_per_id)
     data = open_dataset(train_txt)
     vset = load_verification(pairs).subset(range(5, 10))
-    ev = args.work / f"eval_{'flip' if args.eval_flip else 'noflip'}"
+    ev = args.work / "evals"
 
     results = {
         "kind": "benchmark", "name": "kd_lfw", "args": {**vars(args), "work": str(args.work), "results": str(args.results)},
@@ -233,30 +266,34 @@ def main() -> None:
     }
     print(f"train {len(data)} images / {data.num_classes} ids; val {len(vset)} pairs / {vset.num_images} images")
 
-    def teacher_eval():
-        return evaluate_weights(teacher_w, vset, args.eval_flip, 64)
+    rec.add_input("teacher", teacher_w)
+    rec.add_input("pairs.txt", pairs)
+    teacher_json, _ = eval_path(ev, teacher_w, args.eval_flip)
 
     def publish():
         """Results from everything finished on disk (several processes may share the work)."""
         from edgekd.io import read_json
 
-        tj = ev / "teacher.json"
         results["teacher"] = {"model": "mobilefacenet_ms1m_foamliu", "weights": str(teacher_w),
-                              "eval": read_json(tj) if tj.is_file() else None}
+                              "eval": read_json(teacher_json) if teacher_json.is_file() else None}
         for name in METHODS:
-            sj, ej = work / name / "summary.json", ev / f"{tag}_{name}.json"
-            if sj.is_file() and ej.is_file():
+            sj, mp = work / name / "summary.json", work / name / "model.pt"
+            if not (sj.is_file() and mp.is_file()):
+                continue
+            ej, sha = eval_path(ev, mp, args.eval_flip)
+            if ej.is_file():
                 s, e = read_json(sj), read_json(ej)
                 results["students"][name] = {k: s[k] for k in ("method", "steps", "wall_time_s", "img_per_s",
                                                                "converged", "convergence_note", "final_loss")}
-                results["students"][name]["eval"] = e
-                bj = ev / f"{tag}_{name}_bn{args.bn_recal}.json"
+                results["students"][name].update(weights=str(mp), weights_sha256=sha, eval=e)
+                bj, _ = eval_path(ev, mp, args.eval_flip, args.bn_recal)
                 results["students"][name]["eval_bn_reestimated"] = read_json(bj) if bj.is_file() else None
         results["wall_time_s"] = time.perf_counter() - t_start
+        results["run"] = rec.finish({"torch": args.threads})
         write_results(results, args.results)
 
     if not args.skip_teacher:
-        t = cached(ev / "teacher.json", teacher_eval)
+        t = cached(teacher_json, lambda: evaluate_weights(teacher_w, vset, args.eval_flip, 64))
         print(f"teacher: {t['accuracy_mean']:.4f} ± {t['accuracy_std']:.4f}")
         publish()
 
@@ -284,10 +321,11 @@ def main() -> None:
                 else:
                     run_distillation(cfg, str(teacher_w), methods=spec, options=opts,
                                      cache_dir=str(args.work / "teacher_cache"))
-            e = cached(ev / f"{tag}_{name}.json", lambda: evaluate_weights(out / "model.pt", vset, args.eval_flip, 64))
+            mp = out / "model.pt"
+            e = cached(eval_path(ev, mp, args.eval_flip)[0], lambda: evaluate_weights(mp, vset, args.eval_flip, 64))
             if args.bn_recal:
-                cached(ev / f"{tag}_{name}_bn{args.bn_recal}.json",
-                       lambda: evaluate_weights(out / "model.pt", vset, args.eval_flip, 64, (data, args.bn_recal)))
+                cached(eval_path(ev, mp, args.eval_flip, args.bn_recal)[0],
+                       lambda: evaluate_weights(mp, vset, args.eval_flip, 64, (data, args.bn_recal)))
         finally:
             lock.unlink()
         print(f"{name}: {e['accuracy_mean']:.4f} ± {e['accuracy_std']:.4f}")
