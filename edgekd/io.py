@@ -6,11 +6,20 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgekd.errors import EdgekdError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # tomli is tomllib's origin: a dependency on 3.10, absent from the torch-free Jetson install (no TOML there)
+    try:
+        import tomli as tomllib
+    except ImportError:
+        tomllib = None
 
 
 _UMASK = os.umask(0)
@@ -105,10 +114,11 @@ def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
         text = path.read_text()
     except OSError as e:
         raise EdgekdError(f"{path}: cannot read config ({e.strerror or e})") from e
+    if path.suffix == ".toml" and tomllib is None:
+        raise EdgekdError(f"{path}: reading TOML on Python 3.10 needs `pip install tomli` "
+                          "(or write the settings as .yaml / .json)")
     try:
         if path.suffix == ".toml":
-            import tomllib
-
             d = tomllib.loads(text)
         elif path.suffix == ".json":
             d = json.loads(text)
