@@ -21,10 +21,10 @@ def small_lfw(shared_data, every=10):
 
 @pytest.mark.shared_data
 def test_foamliu_on_an_lfw_subset(shared_data):
-    from edgekd.runtime import open_runtime
+    from edgekd.runtime import open_artifact
 
     torch.set_num_threads(2)
-    rt = open_runtime(weights=shared_data.joinpath(*FOAMLIU, "mobilefacenet.pt"))
+    rt = open_artifact(shared_data.joinpath(*FOAMLIU, "mobilefacenet.pt"), device="cpu")
     r = evaluate(rt, small_lfw(shared_data), rt.preprocess, flip=False, progress=False)
     assert r["num_pairs"] == 60 and r["accuracy_mean"] >= 0.95, r["fold_accuracies"]
     assert r["auc"] > 0.98
@@ -33,11 +33,14 @@ def test_foamliu_on_an_lfw_subset(shared_data):
 @pytest.mark.shared_data
 def test_foamliu_onnx_agrees_with_checkpoint(shared_data):
     """The authors' ONNX (no edgekd metadata, fixed batch 1) with preprocessing from the registry via --model."""
-    from edgekd.runtime import open_runtime
+    from edgekd.runtime import open_artifact
 
     torch.set_num_threads(2)
-    pt = open_runtime(weights=shared_data.joinpath(*FOAMLIU, "mobilefacenet.pt"))
-    ox = open_runtime(onnx=shared_data.joinpath(*FOAMLIU, "MobileFaceNet.onnx"), model="mobilefacenet_ms1m_foamliu")
+    pt = open_artifact(shared_data.joinpath(*FOAMLIU, "mobilefacenet.pt"), device="cpu")
+    from edgekd.models.registry import model_preprocess
+
+    ox = open_artifact(shared_data.joinpath(*FOAMLIU, "MobileFaceNet.onnx"), model="mobilefacenet_ms1m_foamliu",
+                       preprocess=model_preprocess("mobilefacenet_ms1m_foamliu"))
     assert ox.preprocess == pt.preprocess and ox.embedding_size == 128
     v = small_lfw(shared_data)
     x = pt.preprocess(v.images(range(4)))
@@ -50,9 +53,9 @@ def test_foamliu_onnx_agrees_with_checkpoint(shared_data):
 @pytest.mark.slow
 def test_foamliu_full_lfw_reaches_99(shared_data):
     from edgekd.data.verification import load_verification
-    from edgekd.runtime import open_runtime
+    from edgekd.runtime import open_artifact
 
     torch.set_num_threads(2)
-    rt = open_runtime(weights=shared_data.joinpath(*FOAMLIU, "mobilefacenet.pt"))
+    rt = open_artifact(shared_data.joinpath(*FOAMLIU, "mobilefacenet.pt"), device="cpu")
     r = evaluate(rt, load_verification(shared_data / "lfw" / "pairs.txt"), rt.preprocess, progress=False)
     assert r["num_pairs"] == 6000 and r["accuracy_mean"] >= 0.99, r["fold_accuracies"]

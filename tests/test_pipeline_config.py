@@ -39,6 +39,49 @@ def test_overrides_and_errors(tmp_path):
         load_pipeline_config(bad)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("train.steps=abc", "train.steps must be int"),
+    ("train.steps=1.5", "train.steps must be int"),  # never silently rounded
+    ("methods=bogus", "unknown distillation method 'bogus'"),  # a word, not a list of its characters
+    ("methods=[vanilla, soft:x]", "weight 'x'"),
+    ("method_options={soft: [soft.temprature=4]}", "no option 'temprature'"),
+    ("students=[{model: r999}]", "unknown model 'r999'"),
+    ("eval.flip=maybe", "eval.flip must be bool"),
+    ("runtime_device=gpu", "runtime_device must be"),
+    ("train.lr=fast", "train.lr must be float"),
+])
+def test_set_values_checked_against_types_and_method_names(override, message):
+    with pytest.raises(EdgekdError, match=message):
+        load_pipeline_config(None, [override])
+
+
+def test_scalar_for_a_list_setting_is_one_item():
+    assert load_pipeline_config(None, ["methods=soft"]).methods == ["soft"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "methods=bogus"], "bogus"),
+    (["--set", "train.steps=abc"], "train.steps"),
+])
+def test_pipeline_cli_rejects_bad_set_before_any_stage(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from edgekd.cli import cli
+
+    r = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / "o"), "--quiet", *args])
+    assert r.exit_code == 1 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "o").exists()  # nothing ran, nothing written
+
+
+def test_pipeline_output_must_be_writable(tmp_path):
+    from edgekd.pipeline.run import run_pipeline
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(EdgekdError, match="file"):
+        run_pipeline(load_pipeline_config(None, ["data.source=synthetic"]), blocker / "run", progress=False)
+
+
 def test_stage_plan_synthetic(tmp_path):
     from edgekd.pipeline.plan import build_stages
 
@@ -79,7 +122,7 @@ def test_limit_pairs_balanced_per_fold():
     import numpy as np
 
     from edgekd.data import synthetic_verification_set
-    from edgekd.pipeline.plan import limit_pairs
+    from edgekd.data.plan import limit_pairs
 
     full = synthetic_verification_set(pairs_per_fold=6)
     small = limit_pairs(full, 2)

@@ -9,7 +9,7 @@ import torch
 from _eval_tiny import PRE, TinyFace, export_onnx
 from edgekd.errors import EdgekdError
 from edgekd.preprocess import ARCFACE
-from edgekd.runtime import open_path, open_runtime
+from edgekd.runtime import open_artifact
 from edgekd.runtime.onnx_runtime import OnnxRuntime, choose_providers
 
 META = {"edgekd.model": "tiny", "edgekd.method": "vanilla", "edgekd.precision": "fp32",
@@ -34,7 +34,7 @@ def test_matches_torch_and_reads_metadata(tiny_onnx):
     assert rt.preprocess == PRE and rt.embedding_size == 8 and rt.precision == "fp32" and rt.device == "cpu"
     assert rt.meta["model"] == "tiny" and rt.meta["method"] == "vanilla"
     assert rt.meta["providers"] == ["CPUExecutionProvider"]
-    assert open_path(tiny_onnx).name == "onnxruntime"
+    assert open_artifact(tiny_onnx).name == "onnxruntime"
 
 
 def test_fixed_batch_file_is_chunked(tmp_path):
@@ -68,7 +68,7 @@ def test_not_a_face_model(tmp_path):
 
 def test_missing_and_corrupt_files(tmp_path):
     with pytest.raises(EdgekdError, match="no such file"):
-        open_runtime(onnx=tmp_path / "nope.onnx")
+        open_artifact(tmp_path / "nope.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"definitely not protobuf")
     with pytest.raises(EdgekdError, match="bad.onnx: ONNX Runtime cannot load"):

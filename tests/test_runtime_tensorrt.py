@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgekd.errors import EdgekdError
-from edgekd.runtime import open_runtime, tensorrt_runtime as trt_rt
+from edgekd.runtime import open_artifact, tensorrt_runtime as trt_rt
 from edgekd.runtime.tensorrt_runtime import check_sidecar, io_tensors, read_sidecar, select_api, sidecar_path
 
 SIDE = {"tensorrt_version": "10.3.0", "cuda_version": "12.6", "driver_version": "540.4.0", "gpu_name": "Orin",
@@ -78,7 +78,7 @@ def fake_trt(monkeypatch):
 def test_version_mismatch_fires_before_deserialising(tmp_path, fake_trt):
     mod, _ = fake_trt(version="8.6.1")
     with pytest.raises(EdgekdError) as e:
-        open_runtime(engine=write_engine(tmp_path))
+        open_artifact(write_engine(tmp_path))
     msg = str(e.value)
     assert "m.engine" in msg and "10.3.0" in msg and "8.6.1" in msg and "\n" not in msg
     assert mod.deserialized == []
@@ -87,7 +87,7 @@ def test_version_mismatch_fires_before_deserialising(tmp_path, fake_trt):
 def test_gpu_mismatch_fires_before_deserialising(tmp_path, fake_trt):
     mod, cuda = fake_trt(gpu=("NVIDIA GeForce RTX 4090", "8.9"))
     with pytest.raises(EdgekdError) as e:
-        open_runtime(engine=write_engine(tmp_path))
+        open_artifact(write_engine(tmp_path))
     msg = str(e.value)
     assert "Orin" in msg and "RTX 4090" in msg and "8.7" in msg and "8.9" in msg
     assert mod.deserialized == [] and cuda.closed
@@ -96,7 +96,7 @@ def test_gpu_mismatch_fires_before_deserialising(tmp_path, fake_trt):
 def test_matching_sidecar_reaches_deserialisation(tmp_path, fake_trt):
     mod, cuda = fake_trt()
     with pytest.raises(EdgekdError, match="could not deserialise"):  # the fake returns None like a bad engine
-        open_runtime(engine=write_engine(tmp_path))
+        open_artifact(write_engine(tmp_path))
     assert mod.deserialized == [b"serialized engine"] and cuda.closed
 
 
@@ -136,7 +136,7 @@ def test_compute_capability_spellings():
 def test_without_tensorrt_names_the_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(EdgekdError, match=r"pip install edgekd\[trt\].*python3-libnvinfer"):
-        open_runtime(engine=write_engine(tmp_path))
+        open_artifact(write_engine(tmp_path))
 
 
 class _V3Engine:

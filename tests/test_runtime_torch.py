@@ -6,7 +6,7 @@ import torch
 
 from _eval_tiny import PRE, TinyFace
 from edgekd.errors import EdgekdError
-from edgekd.runtime import open_runtime
+from edgekd.runtime import open_artifact
 from edgekd.runtime.torch_runtime import TorchRuntime
 
 
@@ -50,19 +50,22 @@ def test_bad_options_and_input():
         TorchRuntime(module=TinyFace(), cuda_graph=True)
 
 
-def test_checkpoint_via_open_runtime(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "auto"])  # auto on CPU: ONNX Runtime over an in-memory export
+def test_checkpoint_via_open_artifact(tmp_path, backend):
     from edgekd.models import create_model, save_checkpoint
 
     m = create_model("mobilefacenet", embedding_size=32).eval()
     save_checkpoint(tmp_path / "m.pt", m, "mobilefacenet", {"embedding_size": 32},
                     extra={"meta": {"method": "vanilla"}})
-    rt = open_runtime(weights=tmp_path / "m.pt")
+    rt = open_artifact(tmp_path / "m.pt", device="cpu", checkpoint_backend=backend)
     x = np.random.default_rng(0).normal(size=(2, 3, 112, 112)).astype(np.float32)
     with torch.no_grad():
         want = m(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(rt(x), want, rtol=1e-4, atol=1e-5)
     assert rt.meta["model"] == "mobilefacenet" and rt.meta["method"] == "vanilla"
     assert rt.embedding_size == 32 and len(rt.meta["weights_sha256"]) == 64
+    assert rt.name == "torch" and rt.artifact == tmp_path / "m.pt" and rt.meta["gflops"] > 0
+    assert ("executed_by" in rt.meta) == (backend == "auto")
 
 
 @pytest.mark.gpu

@@ -176,8 +176,10 @@ def run_bench(engine: str | Path | None = None, onnx: str | Path | None = None, 
               batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, warmup: int = 5, iterations: int = 20,
               min_time_s: float = 1.0, max_time_s: float | None = None, video: str | Path | None = None,
               max_frames: int | None = 200, progress: bool = True, runtime_kw: dict | None = None) -> dict:
-    """Open the artifact with edgekd.runtime, benchmark it, and return the contract's bench JSON (kind "bench")."""
-    from edgekd.runtime import open_runtime
+    """Open the artifact with edgekd.runtime.open_artifact (a checkpoint runs in PyTorch: that is what is measured),
+    benchmark it, and return the contract's bench JSON (kind "bench"). `runtime_kw`: more open_artifact options
+    (threads, providers, channels_last, ...)."""
+    from edgekd.runtime import open_artifact
 
     if engine is None and onnx is None and model is None and weights is None:
         raise EdgekdError("nothing to benchmark: give an engine, an ONNX file, a model name or weights")
@@ -188,8 +190,13 @@ def run_bench(engine: str | Path | None = None, onnx: str | Path | None = None, 
         raise EdgekdError("no batch sizes given")
     with MemorySampler() as sampler:
         t0 = time.perf_counter()
-        rt = open_runtime(engine=engine, onnx=onnx, model=model, weights=weights, device=device,
-                          precision=precision, **(runtime_kw or {}))
+        kw = dict(runtime_kw or {})
+        if onnx is not None and model is not None:  # an ONNX file without edgekd metadata: the model's preprocessing
+            from edgekd.models.registry import model_preprocess
+
+            kw.setdefault("preprocess", model_preprocess(model))
+        rt = open_artifact(engine or onnx or weights, model=model if engine is None else None, device=device,
+                           precision=precision, checkpoint_backend="torch", **kw)
         load_s = time.perf_counter() - t0
         try:
             timing = bench_runtime(rt, batch_sizes=batch_sizes, warmup=warmup, iterations=iterations,

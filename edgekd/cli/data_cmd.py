@@ -36,14 +36,9 @@ def pack(source, out, resize, identities_from, folds, overwrite):
 
 
 def _folds(spec: str) -> list[int]:
-    out = []
-    for part in spec.split(","):
-        a, _, b = part.partition("-")
-        try:
-            out += list(range(int(a), int(b or a) + 1))
-        except ValueError:
-            raise click.BadParameter(f"{spec!r} is not a fold list such as 1-5 or 1,3,5") from None
-    return out
+    from edgekd.data.folds import parse_folds
+
+    return parse_folds(spec)
 
 
 @data.command("pack-pairs")

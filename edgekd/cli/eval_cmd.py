@@ -1,5 +1,7 @@
 """`edgekd` commands: eval."""
 
+from pathlib import Path
+
 import click
 
 from edgekd.cli.app import cli
@@ -38,25 +40,49 @@ from edgekd.cli.app import cli
                    "with bootstrap intervals, FAR at the artifact's stored thresholds.")
 @click.option("--identities-from", type=click.Path(exists=True, dir_okay=False),
               help="all-pairs: keep only the identities of --folds of this LFW pairs.txt.")
-@click.option("--folds", help="all-pairs: LFW folds whose identities to use, e.g. 6-10.")
+@click.option("--folds", help="LFW folds (1..10), e.g. 6-10: pairs of these folds only; all-pairs: their identities.")
 def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plot, reference, flip, no_flip,
              batch_size, resize, device, precision, channels_last, use_compile, cuda_graph, providers, threads, quiet,
              protocol, identities_from, folds):
     """Verification accuracy (10-fold, insightface protocol), TAR@FAR, EER, AUC and speed of a model or artifact."""
+    import contextlib
     import warnings
 
-    from edgekd.cli.export_cmd import _folds
-    from edgekd.eval.run import run_eval, summary_table
+    from edgekd.data.folds import parse_folds
+    from edgekd.errors import EdgekdError
+    from edgekd.eval.run import load_eval_data, run_eval, summary_table
+    from edgekd.runtime import artifact_kind, open_artifact
 
     warnings.formatwarning = lambda msg, *a, **k: f"Warning: {msg}\n"
-    result = run_eval(
-        data, weights=weights, onnx=onnx_path, engine=engine, model=model, out_json=out_json, plot=plot,
-        reference=reference, flip="none" if no_flip else flip, batch_size=batch_size, resize=resize,
-        images_root=images_root, device=device, precision=precision,
-        providers=providers.split(",") if providers else None, threads=threads,
-        torch_kw={"channels_last": channels_last, "compile": use_compile, "cuda_graph": cuda_graph},
-        progress=not quiet, protocol=protocol, identities_from=identities_from, folds=_folds(folds),
-    )
+    given = [p for p in (weights, onnx_path, engine) if p is not None]
+    if len(given) != 1:
+        raise EdgekdError("give exactly one of --weights, --onnx or --engine")
+    for p in given + ([reference] if reference else []):
+        if not Path(p).is_file():
+            raise EdgekdError(f"{p}: no such file")
+    vset = load_eval_data(data, protocol, images_root, resize, identities_from, parse_folds(folds))
+    common = dict(device=device, threads=threads, providers=providers.split(",") if providers else None)
+
+    def open_(path, kind, precision_="fp32", **torch_options):
+        pre = None
+        if model is not None and kind == "onnx":
+            from edgekd.models.registry import model_preprocess
+
+            pre = model_preprocess(model)
+        return open_artifact(path, model=model if kind != "engine" else None, precision=precision_,
+                             preprocess=pre, **common, **torch_options)
+
+    kind = "checkpoint" if weights else "onnx" if onnx_path else "engine"
+    with contextlib.ExitStack() as stack:
+        rt = stack.enter_context(open_(given[0], kind, precision, channels_last=channels_last,
+                                       compile=use_compile, cuda_graph=cuda_graph))
+        ref = None
+        if reference:
+            rkind = artifact_kind(reference)
+            ref = stack.enter_context(open_(reference, rkind) if rkind != "checkpoint" else
+                                      open_artifact(reference, **common))
+        result = run_eval(rt, vset, reference=ref, out_json=out_json, plot=plot, flip="none" if no_flip else flip,
+                          batch_size=batch_size, protocol=protocol, progress=not quiet)
     click.echo(summary_table(result))
     if out_json:
         click.echo(f"wrote {out_json}")

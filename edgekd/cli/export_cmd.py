@@ -9,21 +9,9 @@ API = click.Choice(["auto", "builder-flags", "strongly-typed"])
 
 
 def _folds(value: str | None) -> list[int] | None:
-    """'1-5' or '1,3,5' -> [1, ...] (LFW folds are numbered 1..10)."""
-    if not value:
-        return None
-    from edgekd.errors import EdgekdError
+    from edgekd.data.folds import parse_folds
 
-    out = []
-    try:
-        for part in value.split(","):
-            a, _, b = part.partition("-")
-            out += list(range(int(a), int(b or a) + 1))
-    except ValueError:
-        raise EdgekdError(f"--folds {value!r}: expected e.g. 1-5 or 1,3,5") from None
-    if not out or not set(out) <= set(range(1, 11)):
-        raise EdgekdError(f"--folds {value!r}: folds are numbered 1..10")
-    return sorted(set(out))
+    return parse_folds(value)
 
 
 def _profile(value: str) -> tuple[int, int, int]:
@@ -65,10 +53,18 @@ def _engine_options(f):
 @click.option("--verify", type=click.Path(exists=True, dir_okay=False), help="pairs.txt or .bin: accuracy of every artifact.")
 @click.option("--folds", help="Verification folds to use, e.g. 6-10 (default all).")
 @click.option("--trt", "trt_precision", type=PRECISION, help="Also build a TensorRT engine of this precision.")
+@click.option("--int8-gate", help="Accuracy gate for INT8, e.g. tar@1e-4=0.3 (largest TAR drop in points vs FP32, "
+              "upper 95%% bound, on --gate-data); writes NAME.int8-gated.onnx (layer fallback to float as needed).")
+@click.option("--gate-data", type=click.Path(exists=True),
+              help="Gate/threshold images: identity folder, label.txt, RecordIO or LFW pairs.txt (with --gate-folds); "
+                   "identities disjoint from what you report on. Every artifact gets its thresholds measured here.")
+@click.option("--gate-folds", help="LFW folds whose identities form the gate data, e.g. 1-5.")
+@click.option("--gate-images", default=1200, show_default=True, type=click.IntRange(min=2),
+              help="Gate images to use (whole identities, seeded).")
 @_engine_options
 def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, calib_methods, calib_limit,
-                   int8_first_conv, int8_tail, verify, folds, trt_precision, profile, workspace_mib, timing_cache,
-                   dla_core, api, print_trtexec):
+                   int8_first_conv, int8_tail, verify, folds, trt_precision, int8_gate, gate_data, gate_folds,
+                   gate_images, profile, workspace_mib, timing_cache, dla_core, api, print_trtexec):
     """Export a model to ONNX (dynamic batch, parity-checked), FP16 and INT8 Q/DQ ONNX, optionally a TensorRT engine."""
     from pathlib import Path
 
@@ -76,11 +72,15 @@ def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, cali
 
     methods = tuple(calib_methods) or ("minmax",)
     report = export_model(weights, model, out, opset, not no_simplify, not no_fp16, calib, methods,
-                          not int8_first_conv, not int8_tail, calib_limit, verify, _folds(folds), trt_precision)
+                          not int8_first_conv, not int8_tail, calib_limit, verify, _folds(folds), trt_precision,
+                          int8_gate=int8_gate, gate_data=gate_data, gate_folds=_folds(gate_folds),
+                          gate_limit=gate_images)
     if trt_precision or print_trtexec:
         fp32 = Path(report["onnx"]["path"])
         precision = trt_precision or "fp16"
-        typed = {"fp32": fp32, "fp16": artifact_path(fp32, "fp16"), "int8": artifact_path(fp32, "int8", methods[0])}[precision]
+        gated = artifact_path(fp32, "int8", "gated")  # TensorRT INT8 defaults to the accuracy-gated Q/DQ file
+        typed = {"fp32": fp32, "fp16": artifact_path(fp32, "fp16"),
+                 "int8": gated if gated.is_file() else artifact_path(fp32, "int8", methods[0])}[precision]
         if not trt_precision:
             from edgekd.export.run import engine_path, print_trtexec as show
 
@@ -128,9 +128,9 @@ def calib_make(source, out, n, model, seed, folds, overwrite):
 
     pre = ARCFACE
     if model:
-        from edgekd.runtime import registry_preprocess
+        from edgekd.models.registry import model_preprocess
 
-        pre = registry_preprocess(model)
+        pre = model_preprocess(model)
     m = make_calib(source, out, n, seed, pre, _folds(folds), model, overwrite)
     click.echo(f"{out}: {m['count']} faces from {m['identities']} identities of {m['source_description']}"
                + (f" ({m['note']})" if m.get("note") else ""))

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from edgekd.data.image import decode_image
 from edgekd.data.datasets import IMAGE_EXTS
-from edgekd.data.outdir import atomic_dir
+from edgekd.io import atomic_dir
 from edgekd.errors import EdgekdError
 from edgekd.io import sha256_file, write_json_atomic
 

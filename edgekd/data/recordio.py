@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterable
 
 import numpy as np
 
-from edgekd.data.outdir import atomic_dir
+from edgekd.io import atomic_dir
 from edgekd.errors import EdgekdError
 
 MAGIC = 0xCED7230A

@@ -1,7 +1,7 @@
-"""`edgekd eval` as a library call: open the runtime the user named, evaluate, write the eval JSON atomically.
+"""The one writer of eval JSON: evaluate an opened embedding function (a Runtime from edgekd.runtime.open_artifact,
+or anything with its attributes) on a verification set and record what ran.
 
-Kept apart from metrics/verification (which know no runtime); runtimes are imported lazily so evaluating an
-ONNX file or an engine never imports torch.
+Knows no runtime and imports no torch: callers open artifacts (`edgekd eval`, the pipeline) and pass them in.
 """
 
 from __future__ import annotations
@@ -12,118 +12,79 @@ from edgekd.errors import EdgekdError
 from edgekd.io import sha256_file, write_json_atomic
 
 
-def _torch_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+def load_eval_data(data, protocol: str = "pairs", images_root=None, resize: bool = False, identities_from=None,
+                   folds: list[int] | None = None):
+    """The verification set of `protocol`: pairs (.bin / pairs.txt, optionally only `folds`, 1-based) or
+    all-pairs (every pair of a set of identities). Loaded before any artifact is opened, so a bad path fails first."""
+    from edgekd.data.verification import load_verification
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if protocol == "all-pairs":
+        from edgekd.eval.allpairs import open_identity_set
 
-
-def _open(path_or_none, kind: str, model, device: str, precision: str, threads, torch_kw: dict, providers):
-    from edgekd.runtime import open_runtime
-
-    if kind == "engine":
-        return open_runtime(engine=path_or_none)
-    if kind == "onnx":
-        return open_runtime(onnx=path_or_none, model=model, device=device, providers=providers,
-                            intra_op_threads=threads)
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    return open_runtime(weights=path_or_none, model=model, device=_torch_device(device), precision=precision,
-                        **torch_kw)
+        return open_identity_set(data, identities_from, folds, resize)
+    if protocol != "pairs":
+        raise EdgekdError(f"unknown protocol {protocol!r} (pairs, all-pairs)")
+    vset = load_verification(data, images_root=images_root, resize=resize)
+    return vset.subset([f - 1 for f in folds]) if folds else vset
 
 
-def _kind(path: str | Path) -> str:
-    suffix = Path(path).suffix.lower()
-    return "engine" if suffix in (".engine", ".plan", ".trt") else "onnx" if suffix == ".onnx" else "weights"
+def _complexity(meta: dict) -> dict:
+    """GFLOPs / params an artifact carries in its metadata (edgekd export writes them)."""
+    try:
+        return {"gflops": float(meta["gflops"]) if meta.get("gflops") is not None else None,
+                "params": int(meta["params"]) if meta.get("params") is not None else None}
+    except (TypeError, ValueError):
+        return {"gflops": None, "params": None}
 
 
-def run_eval(
-    data: str | Path,
-    weights: str | Path | None = None,
-    onnx: str | Path | None = None,
-    engine: str | Path | None = None,
-    model: str | None = None,
-    out_json: str | Path | None = None,
-    plot: str | Path | None = None,
-    reference: str | Path | None = None,
-    flip: str = "sum",
-    batch_size: int = 64,
-    resize: bool = False,
-    images_root: str | Path | None = None,
-    device: str = "auto",
-    precision: str = "fp32",
-    providers: list[str] | None = None,
-    threads: int | None = None,
-    torch_kw: dict | None = None,
-    progress: bool = True,
-    protocol: str = "pairs",
-    identities_from: str | Path | None = None,
-    folds: list[int] | None = None,
-) -> dict:
-    """Evaluate one model (checkpoint, ONNX file or TensorRT engine) on a verification set; returns the eval JSON.
+def run_eval(runtime, vset, *, reference=None, out_json: str | Path | None = None, plot: str | Path | None = None,
+             flip: str | bool = "sum", batch_size: int = 64, protocol: str = "pairs", label: dict | None = None,
+             extra: dict | None = None, progress: bool = True) -> dict:
+    """Evaluate `runtime` on `vset` (from load_eval_data); returns the eval JSON and writes it to `out_json`.
 
+    reference: a second opened runtime (e.g. the FP32 file of an INT8 artifact): embeddings are compared on the same
+    images. label: the {model, method, precision, artifact} the report groups by (default: the artifact's metadata).
+    extra: more fields for the JSON (the pipeline's dataset name, complexity of a checkpoint).
     protocol "all-pairs": every impostor pair of a set of identities (edgekd.eval.allpairs), TAR at FAR down to 1e-5
     and the FAR/TAR at the thresholds the artifact ships."""
-    from edgekd.data.verification import load_verification
     from edgekd.eval.verification import evaluate, flip_mode
 
-    given = [(p, k) for p, k in ((weights, "weights"), (onnx, "onnx"), (engine, "engine")) if p is not None]
-    if len(given) != 1:
-        raise EdgekdError("give exactly one of --weights, --onnx or --engine")
-    path, kind = given[0]
     flip = flip_mode(flip)
-    for p in [path] + ([reference] if reference else []):
-        if not Path(p).is_file():
-            raise EdgekdError(f"{p}: no such file")
+    ref_arg = (reference, reference.preprocess) if reference is not None else None
     if protocol == "all-pairs":
-        from edgekd.eval.allpairs import evaluate_allpairs, open_identity_set, stored_thresholds
+        from edgekd.eval.allpairs import evaluate_allpairs, stored_thresholds
 
-        vset = open_identity_set(data, identities_from, folds, resize)
-    elif protocol == "pairs":
-        vset = load_verification(data, images_root=images_root, resize=resize)
+        result = evaluate_allpairs(runtime, vset, runtime.preprocess, batch_size, flip, progress, ref_arg,
+                                   stored_thresholds(runtime.meta))
     else:
-        raise EdgekdError(f"unknown protocol {protocol!r} (pairs, all-pairs)")
-    rt = _open(path, kind, model, device, precision, threads, torch_kw or {}, providers)
-    ref = None
-    try:
-        if reference is not None:
-            rkind = _kind(reference)
-            ref = _open(reference, rkind, model if rkind == "onnx" else None, device, "fp32", threads, {}, providers)
-        if protocol == "all-pairs":
-            result = evaluate_allpairs(rt, vset, rt.preprocess, batch_size, flip, progress,
-                                       (ref, ref.preprocess) if ref is not None else None, stored_thresholds(rt.meta))
-        else:
-            result = evaluate(rt, vset, rt.preprocess, batch_size=batch_size, flip=flip, progress=progress,
-                              reference=(ref, ref.preprocess) if ref is not None else None, plot=plot)
-    finally:
-        rt.close()
-        if ref is not None:
-            ref.close()
-    artifact_sha = rt.meta.get("weights_sha256") or sha256_file(path)
+        result = evaluate(runtime, vset, runtime.preprocess, batch_size=batch_size, flip=flip, progress=progress,
+                          reference=ref_arg, plot=plot)
+    meta = dict(runtime.meta or {})
+    path = runtime.artifact
+    artifact_sha = meta.get("weights_sha256") or (sha256_file(path) if path is not None else None)
     out = {
         "kind": "eval",
-        "label": {"model": rt.meta.get("model") or "unknown", "method": rt.meta.get("method") or "pretrained",
-                  "precision": rt.precision, "artifact": str(path)},
+        "label": label or {"model": meta.get("model") or "unknown", "method": meta.get("method") or "pretrained",
+                           "precision": runtime.precision, "artifact": str(path)},
         **result,
-        "model": rt.meta.get("model"),
-        "runtime": rt.name,
-        "precision": rt.precision,
-        "device": rt.device,
+        "model": meta.get("model"),
+        "runtime": runtime.name,
+        "precision": runtime.precision,
+        "device": runtime.device,
         "artifact": str(path),
         "artifact_sha256": artifact_sha,
-        "preprocess": rt.preprocess.to_dict(),
+        "preprocess": runtime.preprocess.to_dict(),
         "batch_size": batch_size,
-        "runtime_meta": rt.meta,
+        **_complexity(meta),
+        "runtime_meta": meta,
     }
-    if kind == "weights":
+    if "weights_sha256" in meta:
         out.update(weights=str(path), weights_sha256=artifact_sha)
-    if ref is not None:
-        out["reference"] = {**result["reference"], "artifact": str(reference), "runtime": ref.name,
-                            "precision": ref.precision, "model": ref.meta.get("model")}
+    if reference is not None:
+        out["reference"] = {**result["reference"], "artifact": str(reference.artifact), "runtime": reference.name,
+                            "precision": reference.precision, "model": reference.meta.get("model")}
+        out["reference_artifact"] = str(reference.artifact)
+    out.update(extra or {})
     if out_json is not None:
         write_json_atomic(out_json, out)
     return out

@@ -85,7 +85,7 @@ def make_calib(source: str, out: str | os.PathLike, n: int = 512, seed: int = 0,
     """Draw a seeded identity-balanced sample of `n` faces from `source`, preprocess, write shards + manifest."""
     from tqdm import tqdm
 
-    from edgekd.data.outdir import atomic_dir
+    from edgekd.io import atomic_dir
 
     if n <= 0:
         raise EdgekdError(f"{out}: --n must be positive, got {n}")

@@ -7,7 +7,6 @@ ONNX file (and a clear error for the engine step).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -16,19 +15,9 @@ import numpy as np
 from edgekd import __version__
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
-from edgekd.io import atomic_path, sha256_file, write_json_atomic
+from edgekd.io import atomic_path, check_writable_dir, sha256_file, write_json_atomic
 
 INSTALL_HINT = "pip install edgekd[trt] (x86 + CUDA) or JetPack's python3-libnvinfer (Jetson)"
-
-
-def check_writable(folder: Path) -> None:
-    """Fail before any work when the output folder cannot take files."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EdgekdError(f"{folder}: cannot create the output folder ({e.strerror or e})") from e
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise EdgekdError(f"{folder}: output folder is not writable")
 
 
 def artifact_path(onnx: Path, precision: str, method: str | None = None) -> Path:
@@ -66,44 +55,54 @@ def load_verify_set(data, folds):
 
 
 def verify_artifacts(paths: dict[str, Path], vset, preprocess, progress: bool) -> dict:
-    """evaluate() each artifact through OnnxRuntime on the same verification set."""
+    """evaluate() each artifact (opened by edgekd.runtime.open_artifact) on the same verification set."""
     from edgekd.eval import evaluate
-    from edgekd.runtime.onnx_runtime import OnnxRuntime
+    from edgekd.runtime import open_artifact
 
     out = {}
     for key, path in paths.items():
-        rt = OnnxRuntime(path)
-        try:
+        with open_artifact(path, device="cpu") as rt:
             out[key] = evaluate(rt, vset, preprocess, progress=progress)
-        finally:
-            rt.close()
     return out
 
 
 def export_model(weights=None, model: str | None = None, out=None, opset: int = 17, simplify: bool = True,
                  fp16: bool = True, calib=None, calib_methods=("minmax",), keep_first_conv: bool = True,
                  keep_tail: bool = True, calib_limit: int | None = None, verify=None, folds=None,
-                 trt_precision: str | None = None, log=print, progress: bool = True) -> dict:
-    """Write the ONNX artifacts and `<stem>.export_report.json`; returns the report."""
+                 trt_precision: str | None = None, log=print, progress: bool = True, int8_gate: str | None = None,
+                 gate_data=None, gate_folds=None, gate_limit: int | None = 1200, method: str | None = None) -> dict:
+    """Write the ONNX artifacts and `<stem>.export_report.json`; returns the report.
+
+    With `gate_data` every artifact gets its own thresholds; with `int8_gate` also `<stem>.int8-gated.onnx`
+    (edgekd.export.gate); with `calib` also `<stem>.int8-cpu.onnx` for ONNX Runtime on x86. `method` names the
+    training method in the artifacts' metadata (default: the checkpoint's own)."""
     from edgekd.export.calib import open_calib
     from edgekd.export.fp16 import convert_fp16
     from edgekd.export.int8 import quantize_int8
     from edgekd.export.onnx_export import export_onnx
     from edgekd.export.parity import check_parity, compare, sample_faces
     from edgekd.export.trt_ops import check_trt_ops
-    from edgekd.runtime.onnx_runtime import OnnxRuntime
+    from edgekd.runtime import open_artifact
 
     torch_model, info = open_model(weights, model, log)
     pre = info["preprocess"]
     out = Path(out or f"engines/{info['model']}.onnx")
-    check_writable(out.parent)
+    check_writable_dir(out.parent)
+    out.parent.mkdir(parents=True, exist_ok=True)
     calib_set = open_calib(calib, pre) if calib else None
+    from edgekd.export.gate import int8_stage, prepare
+
+    gate_spec, gate_set = prepare(int8_gate, gate_data, gate_folds, calib_set, pre, gate_limit, calib_limit)
     vset = load_verify_set(verify, folds) if verify else None
     if trt_precision == "int8" and calib_set is None:
         raise EdgekdError("--trt int8 needs --calib calib/NAME (make one with `edgekd calib make`)")
-    meta = {"model": info["model"], "method": info["method"], "precision": "fp32",
+    from edgekd.models import complexity
+
+    cost = complexity(torch_model)
+    meta = {"model": info["model"], "method": method or info["method"], "precision": "fp32",
             "embedding_size": info["embedding_size"], "preprocess": pre.to_dict(),
-            "source_sha256": info["weights_sha256"] or "random-init", "version": __version__}
+            "source_sha256": info["weights_sha256"] or "random-init", "version": __version__,
+            "gflops": repr(cost["gflops"]), "params": str(cost["params"])}
 
     faces, faces_src = sample_faces(pre)
     log(f"parity faces: {faces_src}")
@@ -127,11 +126,14 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
                                                     keep_first_conv, keep_tail, limit=calib_limit)
     if not calib_set:
         log("INT8 Q/DQ skipped: no --calib given")
-    ref = OnnxRuntime(out)(faces)
+    gate = int8_stage(out, artifacts, calib_set, gate_spec, gate_set, artifact_path, calib_limit, keep_first_conv,
+                      keep_tail, log)
+    with open_artifact(out, device="cpu") as fp32_rt:
+        ref = fp32_rt(faces)
     for key, a in artifacts.items():
         a["path"] = str(a["path"])
         a.update(sha256=sha256_file(a["path"]), bytes=Path(a["path"]).stat().st_size)
-        rt = OnnxRuntime(a["path"])
+        rt = open_artifact(a["path"], device="cpu")
         emb = rt(faces)
         a["vs_fp32"] = compare(ref, emb)
         a["finite"] = bool(np.isfinite(emb).all())
@@ -161,11 +163,13 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
         "model": info["model"], "weights": info["weights"], "weights_sha256": info["weights_sha256"],
         "random_init": info["random_init"], "onnx": exported, "parity": parity, "parity_faces": faces_src,
         "trt_ops": ops, "artifacts": artifacts, "verification_data": verification,
+        "int8_gate": gate, "gate_data": gate_set.describe() if gate_set is not None else None,
         "calib": {"path": str(calib_set.root), "sha256": calib_set.sha256, "count": calib_set.count}
         if calib_set else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "edgekd_version": __version__,
     }
     report_path = Path(f"{out.with_suffix('')}.export_report.json")
+    report["report_path"] = str(report_path)
     write_json_atomic(report_path, report)
     log(f"report: {report_path}")
     return report
@@ -174,7 +178,7 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
 def engine_path(onnx: Path, precision: str) -> Path:
     """engines/r18.onnx, fp16 -> engines/r18.fp16.engine (also from engines/r18.fp16.onnx)."""
     stem = str(onnx.with_suffix(""))
-    for tag in (".fp16", ".int8-minmax", ".int8-entropy", ".int8-percentile"):
+    for tag in (".fp16", ".int8-minmax", ".int8-entropy", ".int8-percentile", ".int8-gated", ".int8-cpu"):
         stem = stem.removesuffix(tag)
     return Path(f"{stem}.{precision}.engine")
 
@@ -212,7 +216,8 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
     onnx = Path(onnx)
     typed_onnx = Path(typed_onnx) if typed_onnx else onnx
     engine = Path(out) if out else engine_path(Path(engines_dir) / onnx.name, precision)
-    check_writable(engine.parent)
+    check_writable_dir(engine.parent)
+    engine.parent.mkdir(parents=True, exist_ok=True)
     model = graph.load(onnx)
     meta = graph.read_metadata(model)
     pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else None

@@ -77,3 +77,12 @@ def create_model(name: str, **kw: Any) -> nn.Module:
     except TypeError as e:
         raise EdgekdError(f"model {entry.name}: bad option(s) {sorted(kw)} ({e})") from None
     return entry.builder(**kw)
+
+
+def model_preprocess(name: str, **kw: Any):
+    """The preprocessing of a registered model (e.g. for an ONNX file without edgekd metadata), read from a copy
+    built on the meta device: no weights are allocated just to read an attribute."""
+    import torch
+
+    with torch.device("meta"):
+        return create_model(name, **kw).preprocess

@@ -7,19 +7,10 @@ import os
 import time
 from pathlib import Path
 
-from edgekd.io import write_json_atomic
-from edgekd.pipeline.plan import build_stages
+from edgekd.io import check_writable_dir, write_json_atomic
+from edgekd.pipeline.plan import build_stages, resolve_threads
 from edgekd.pipeline.settings import PipelineConfig
 from edgekd.pipeline.stages import StageRunner
-
-
-def resolve_threads(threads: int | str) -> int:
-    """auto: every available core, but 1 when the machine is already busy (load >= cores), because OpenMP threads
-    spin-waiting against other jobs made a 2-thread training step ~3x slower than 1 thread on the shared CPU."""
-    if threads != "auto":
-        return int(threads)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 1 if os.getloadavg()[0] >= cores else cores
 
 
 def run_pipeline(cfg: PipelineConfig, out: str | Path, progress: bool = True) -> dict:
@@ -27,6 +18,7 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, progress: bool = True) ->
     from edgekd.bench.environment import collect_environment
 
     out = Path(out).resolve()
+    check_writable_dir(out, "pipeline output folder")  # before hours of training, not at the first result
     out.mkdir(parents=True, exist_ok=True)
     threads = resolve_threads(cfg.threads)
     import torch

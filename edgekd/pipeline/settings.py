@@ -11,6 +11,8 @@ from typing import Any
 
 from edgekd.errors import EdgekdError
 from edgekd.io import read_settings_file
+from edgekd.options import check_fields
+from edgekd.train.config import TrainConfig
 
 
 @dataclass
@@ -42,20 +44,12 @@ class TeacherConfig:
     model_kwargs: dict = field(default_factory=dict)
 
 
-@dataclass
-class TrainSettings:
-    steps: int = 20
-    batch_size: int = 32
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    weight_decay: float = 5e-4
-    warmup: int = 5
-    bn_recal: int = 10  # batches re-estimating BatchNorm statistics at the end (see TrainConfig.bn_recal)
-    schedule: str = "poly"
-    amp: str = "off"
-    sample_rate: float = 1.0
-    num_workers: int = 0
-    seed: int = 0
+def demo_training() -> TrainConfig:
+    """The demo's training settings: TrainConfig's defaults but for these few (20 fast steps on a 2-core CPU).
+    `train:` in a settings file overrides TrainConfig fields; model, data, out, val, device and resume are set by
+    each stage (students, teacher, the data stage, `device`)."""
+    return TrainConfig(steps=20, batch_size=32, warmup=5,
+                       bn_recal=10)  # 20 fast steps leave stale BatchNorm statistics (see TrainConfig.bn_recal)
 
 
 @dataclass
@@ -93,7 +87,7 @@ class PipelineConfig:
     method_options: dict = field(default_factory=dict)  # method -> ["soft.temperature=4", ...]
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    train: TrainSettings = field(default_factory=TrainSettings)
+    train: TrainConfig = field(default_factory=demo_training)  # TrainConfig overrides
     export: ExportConfig = field(default_factory=ExportConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
@@ -103,29 +97,23 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "PipelineConfig":
-        return _build(cls, d, source, "")
+        return _build(cls(), d, source, "")
 
 
-def _build(cls, d: dict, source: str, prefix: str):
+def _build(default, d: dict, source: str, prefix: str):
+    """`default` (a settings dataclass instance) with the keys of `d` replaced, types checked; nested sections
+    (DataConfig, TrainConfig, ...) override their own defaults key by key."""
     if not isinstance(d, dict):
         raise EdgekdError(f"{source}: section {prefix.rstrip('.') or 'top level'} must be a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    d = {str(k).replace("-", "_"): v for k, v in d.items()}
-    unknown = sorted(set(d) - set(fields))
-    if unknown:
-        raise EdgekdError(f"{source}: unknown option(s) {', '.join(prefix + u for u in unknown)} "
-                          f"(known: {', '.join(prefix + f for f in fields)})")
+    d = check_fields(type(default), {str(k).replace("-", "_"): v for k, v in d.items()}, source, prefix)
     kw = {}
     for k, v in d.items():
-        default = fields[k].default_factory() if fields[k].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
-            kw[k] = _build(type(default), v or {}, source, f"{prefix}{k}.")
+        current = getattr(default, k)
+        if dataclasses.is_dataclass(current):
+            kw[k] = _build(current, v or {}, source, f"{prefix}{k}.")
         else:
             kw[k] = v
-    try:
-        return cls(**kw)
-    except TypeError as e:
-        raise EdgekdError(f"{source}: {e}") from None
+    return dataclasses.replace(default, **kw)
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
@@ -135,6 +123,8 @@ def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | 
     if path is not None:
         d = read_settings_file(path)
         source = str(path)
+    if overrides:
+        source = f"{path} with --set" if path is not None else "--set"
     for item in overrides or []:
         key, eq, value = item.partition("=")
         if not eq:
@@ -169,8 +159,12 @@ def _check(cfg: PipelineConfig, source: str) -> None:
                           f"{cfg.export.precisions})")
     if not cfg.methods:
         raise EdgekdError(f"{source}: no methods given (vanilla, soft, adv, ...)")
-    if cfg.train.steps <= 0 or cfg.train.batch_size <= 0:
-        raise EdgekdError(f"{source}: train.steps and train.batch_size must be positive")
+    _check_methods(cfg, source)
+    if cfg.train.steps is None or cfg.train.steps <= 0 or cfg.train.batch_size <= 0 or cfg.teacher.train_steps <= 0:
+        raise EdgekdError(f"{source}: train.steps, train.batch_size and teacher.train_steps must be positive")
+    for key in ("device", "runtime_device"):
+        if getattr(cfg, key).split(":")[0] not in ("auto", "cpu", "cuda"):
+            raise EdgekdError(f"{source}: {key} must be auto, cpu, cuda or cuda:N (got {getattr(cfg, key)!r})")
     if not (cfg.threads == "auto" or (isinstance(cfg.threads, int) and cfg.threads > 0)):
         raise EdgekdError(f"{source}: threads must be auto or a positive integer (got {cfg.threads!r})")
     bad = [p for p in cfg.eval.reference if p not in cfg.export.precisions or p == "fp32"]
@@ -178,3 +172,27 @@ def _check(cfg: PipelineConfig, source: str) -> None:
         raise EdgekdError(f"{source}: eval.reference lists {bad[0]!r}, not an exported non-fp32 precision")
     if not cfg.bench.batch_sizes or min(cfg.bench.batch_sizes) < 1:
         raise EdgekdError(f"{source}: bench.batch_sizes must be positive integers")
+
+
+def _check_methods(cfg: PipelineConfig, source: str) -> None:
+    """Every method is "vanilla" or a `distill --method` spec of known KD methods, with valid options, and every
+    student a registered model: found here, not after the first stages ran."""
+    from edgekd.distill.methods import parse_methods, parse_options
+    from edgekd.models.registry import resolve
+
+    for s in cfg.students:
+        try:
+            resolve(s["model"])
+        except EdgekdError as e:
+            raise EdgekdError(f"{source}: students: {e}") from None
+    for method in cfg.methods:
+        if method == "vanilla":
+            continue
+        try:
+            names = [n for n, _ in parse_methods(method)]
+            parse_options(list(cfg.method_options.get(method, [])), names)
+        except EdgekdError as e:
+            raise EdgekdError(f"{source}: methods: {e} (or vanilla)") from None
+    unused = sorted(set(cfg.method_options) - set(cfg.methods))
+    if unused:
+        raise EdgekdError(f"{source}: method_options for {unused[0]!r}, which is not in methods {cfg.methods}")

@@ -1,6 +1,9 @@
 """Runtimes: one interface (float32 NCHW -> (N, D) embeddings) over PyTorch, ONNX Runtime and TensorRT.
 
-Backends are imported lazily: opening an ONNX file or an engine never imports torch.
+`open_artifact(path, **options)` is the only place that maps a file to a backend: an engine (.engine/.plan/.trt) to
+TensorRT, an .onnx file to ONNX Runtime, anything else to a PyTorch checkpoint (on CPU run through an in-memory ONNX
+export, see torch_checkpoint.py). eval, bench, export verification and the pipeline all open artifacts through it.
+Backends are imported lazily: opening an ONNX file or an engine never imports torch (nor edgekd.models).
 """
 
 from __future__ import annotations
@@ -11,56 +14,51 @@ from edgekd.errors import EdgekdError
 from edgekd.runtime.base import Runtime
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+KINDS = ("engine", "onnx", "checkpoint")
 
 
-def registry_preprocess(model: str):
-    """Preprocessing of a registry model (imports torch: only used when the user names --model).
+def artifact_kind(path: str | Path) -> str:
+    """"engine", "onnx" or "checkpoint", by suffix."""
+    suffix = Path(path).suffix.lower()
+    return "engine" if suffix in ENGINE_SUFFIXES else "onnx" if suffix == ".onnx" else "checkpoint"
 
-    Built on the meta device: no weights are allocated just to read an attribute.
+
+def open_artifact(path: str | Path | None = None, *, model: str | None = None, device: str = "auto",
+                  precision: str = "fp32", threads: int | None = None, providers: list[str] | None = None,
+                  preprocess=None, checkpoint_backend: str = "auto", **torch_options) -> Runtime:
+    """Open `path` as an embedding function (a Runtime; close it, or use it as a context manager).
+
+    model: the architecture of a checkpoint (default: detected), or, with no path, a randomly initialised registry
+        model (speed only). preprocess: overrides an ONNX file's metadata (files not exported by edgekd).
+    device: "auto" resolves per backend (edgekd.devices.resolve_device). threads: CPU threads (ONNX Runtime
+        intra-op; torch's global setting for PyTorch). precision / torch_options (channels_last, compile,
+        cuda_graph): PyTorch only; artifacts carry their own precision.
+    checkpoint_backend: "auto" runs an fp32 checkpoint on CPU through ONNX Runtime (same embeddings, parity-checked,
+        several times faster) and on CUDA with PyTorch; "torch" always uses PyTorch.
     """
-    import torch
+    from edgekd.devices import resolve_device
 
-    from edgekd.models import create_model
-
-    with torch.device("meta"):
-        return create_model(model).preprocess
-
-
-def open_runtime(engine=None, onnx=None, model=None, weights=None, device="cpu", precision="fp32", **kw) -> Runtime:
-    """The backend for what the user passed: an engine, an ONNX file, or a checkpoint / model name (PyTorch).
-
-    With `onnx`, `model` names a registry model whose preprocessing applies (for files without edgekd metadata).
-    """
-    if sum(x is not None for x in (engine, onnx, weights)) > 1:
-        raise EdgekdError("give only one of an engine, an ONNX file or PyTorch weights")
-    if engine is not None:
+    if path is None and model is None:
+        raise EdgekdError("nothing to open: give an engine, an ONNX file, a checkpoint or a model name")
+    if path is not None and not Path(path).is_file():
+        raise EdgekdError(f"{path}: no such file")
+    kind = artifact_kind(path) if path is not None else "checkpoint"
+    if kind == "engine":
         from edgekd.runtime.tensorrt_runtime import TensorRTRuntime
 
-        return TensorRTRuntime(engine, **kw)
-    if onnx is not None:
+        return TensorRTRuntime(path)
+    if kind == "onnx":
         from edgekd.runtime.onnx_runtime import OnnxRuntime
 
-        if model is not None and kw.get("preprocess") is None:
-            kw["preprocess"] = registry_preprocess(model)
-        rt = OnnxRuntime(onnx, device=device, **kw)
+        rt = OnnxRuntime(path, device=resolve_device(device, "onnxruntime"), providers=providers,
+                         intra_op_threads=threads, preprocess=preprocess)
         if model is not None:
             rt.meta.setdefault("model", model)  # files without edgekd metadata: name them as the user did
         return rt
-    if weights is None and model is None:
-        raise EdgekdError("nothing to run: give an engine, an ONNX file, weights or a model name")
-    from edgekd.runtime.torch_runtime import TorchRuntime
+    from edgekd.runtime.torch_checkpoint import open_checkpoint
 
-    return TorchRuntime(weights=weights, model=model, device=device, precision=precision, **kw)
-
-
-def open_path(path: str | Path, **kw) -> Runtime:
-    """Open any artifact by its suffix (.engine/.plan -> TensorRT, .onnx -> ONNX Runtime, else a checkpoint)."""
-    suffix = Path(path).suffix.lower()
-    if suffix in ENGINE_SUFFIXES:
-        return open_runtime(engine=path, **kw)
-    if suffix == ".onnx":
-        return open_runtime(onnx=path, **kw)
-    return open_runtime(weights=path, **kw)
+    return open_checkpoint(path, model, resolve_device(device, "torch"), precision, threads, checkpoint_backend,
+                           **torch_options)
 
 
-__all__ = ["Runtime", "open_runtime", "open_path", "registry_preprocess"]
+__all__ = ["Runtime", "open_artifact", "artifact_kind", "ENGINE_SUFFIXES"]
