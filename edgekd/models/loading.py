@@ -44,7 +44,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt, non-torch or unsafe-pickle files
-        raise EdgekdError(f"{path}: {_describe_load_error(path, e)}") from None
+        raise EdgekdError(f"{path}: {describe_load_error(path, e)}") from None
     meta = obj.get("edgekd", {}) if isinstance(obj, dict) and isinstance(obj.get("edgekd"), dict) else {}
     for _ in range(3):  # e.g. {'model': {'state_dict': ...}}
         if not isinstance(obj, dict) or _is_state_dict(obj):
@@ -59,17 +59,23 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return _strip_prefixes(obj), meta
 
 
-def _describe_load_error(path: Path, e: Exception) -> str:
-    """torch's messages are long and multi-line (and blame weights_only even for random bytes): name the cause."""
+def describe_load_error(path: Path, e: Exception) -> str:
+    """torch's messages are long, multi-line, and advise `weights_only=False` (never right for a file the user did
+    not make): name the cause in one clause instead."""
     with open(path, "rb") as f:
         head = f.read(2)
     if head != b"PK" and head[:1] != b"\x80":  # zip local-file magic / pickle PROTO opcode
         return "not a PyTorch weights file (neither a torch zip archive nor a pickle)"
-    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n|$)", str(e))
-    if m and "Unsupported global" in m[1]:
-        return f"holds Python objects other than tensors and plain values, refused by weights_only loading ({m[1].strip()})"
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return f"corrupt or unreadable PyTorch file ({lines[0] if lines else type(e).__name__})"
+    text = str(e)
+    if "Weights only load failed" in text:
+        m = re.search(r"WeightsUnpickler error:\s*(.*?)(?: was not an allowed global|\. Please use|\n\n|$)", text, re.S) \
+            or re.search(r"(Trying to load unsupported GLOBAL [^\n]*)", text)
+        detail = " ".join(m[1].split()) if m else type(e).__name__
+        what = ("a plain pickle that weights-only loading cannot read" if head[:1] == b"\x80"
+                else "the torch archive holds Python objects other than tensors and plain values")
+        return f"refused: {what} ({detail[:160]}); edgekd never unpickles code"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return f"truncated or corrupt PyTorch file ({lines[0][:160] if lines else type(e).__name__})"
 
 
 def _is_state_dict(d: dict) -> bool:

@@ -43,8 +43,12 @@ def load_checkpoint(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
         raise EdgekdError(f"{path}: no such checkpoint") from e
+    except IsADirectoryError:
+        raise EdgekdError(f"{path}: is a folder, not a checkpoint file") from None
     except Exception as e:  # unpickling errors come in many types
-        raise EdgekdError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+        from edgekd.models.loading import describe_load_error
+
+        raise EdgekdError(f"{path}: {describe_load_error(path, e)}") from None
     if not isinstance(ckpt, dict) or "train" not in ckpt or "edgekd" not in ckpt:
         raise EdgekdError(f"{path}: not an edgekd training checkpoint (no training state to resume)")
     return ckpt
