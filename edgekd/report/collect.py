@@ -72,8 +72,74 @@ def read_results(root: str | Path) -> list[tuple[Path, dict]]:
         if isinstance(data, dict) and data.get("kind") in RESULT_KINDS:
             if data["kind"] != "pipeline" and not isinstance(data.get("label"), dict):
                 raise EdgekdError(f"{path}: result of kind {data['kind']!r} has no \"label\" object")
+            check_fields(data, RESULT_FIELDS, path)
             out.append((path, data))
     return out
+
+
+# The fields the tables and figure read, with the JSON types they may hold (absent = null). A result written by
+# hand or by another version with e.g. "accuracy_mean": "abc" is one line naming the file and the field.
+NUM, INT, STR, NULL = "number", "integer", "string", "null"
+_VERIFICATION = {"accuracy_mean": (NUM, NULL), "accuracy_std": (NUM, NULL), "eer": (NUM, NULL), "auc": (NUM, NULL),
+                 "num_pairs": (INT, NULL), "data": (STR, NULL), "dataset": (STR, NULL),
+                 "tar_at_far": ({"*": (NUM, NULL)}, NULL),
+                 "reference": ({"cosine_min": (NUM, NULL), "cosine_mean": (NUM, NULL)}, NULL)}
+_TIMES = {"mean": (NUM,), "std": (NUM,), "p99": (NUM, NULL)}
+RESULT_FIELDS = {
+    **_VERIFICATION,
+    "label": ({"model": (STR, NULL), "method": (STR, NULL), "precision": (STR, NULL), "artifact": (STR, NULL)}, NULL),
+    "model": (STR, NULL), "method": (STR, NULL), "precision": (STR, NULL), "device": (STR, NULL),
+    "runtime": (STR, {"runtime": (STR, NULL), "name": (STR, NULL)}, NULL),
+    "verification": (_VERIFICATION, NULL),
+    "gflops": (NUM, NULL), "params": (NUM, NULL), "artifact_bytes": (NUM, NULL),
+    "memory": ({"*": (NUM, NULL)}, NULL),
+    "results": ([{"batch": (INT,), "latency_ms": (_TIMES,), "throughput_img_s": (NUM,),
+                  "device_ms": (_TIMES, NULL)}], NULL),
+    "data_source": (STR, NULL), "environment_note": (STR, NULL),
+}
+
+
+def _kind_of(value) -> str | None:
+    if value is None:
+        return NULL
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return INT
+    if isinstance(value, float):
+        return NUM
+    return STR if isinstance(value, str) else None
+
+
+def check_fields(obj: dict, spec: dict, path: Path, where: str = "") -> None:
+    """Check the fields of `obj` named in `spec` (absent fields are null); `{"*": ...}` applies to every value of
+    a mapping, `[item_spec]` to every element of a list."""
+    items = obj.items() if "*" in spec else ((k, obj.get(k)) for k in spec)
+    for key, value in items:
+        allowed, name = spec.get(key, spec.get("*")), f"{where}{key}"
+        if isinstance(value, dict):
+            sub = next((a for a in allowed if isinstance(a, dict)), None)
+            if sub is not None:
+                check_fields(value, sub, path, f"{name}.")
+                continue
+        elif isinstance(value, list):
+            sub = next((a for a in allowed if isinstance(a, list)), None)
+            if sub is not None:
+                for i, item in enumerate(value):
+                    if not isinstance(item, dict):
+                        raise EdgekdError(f"{path}: {name}[{i}] is {_describe(item)}, expected an object")
+                    check_fields(item, sub[0], path, f"{name}[{i}].")
+                continue
+        kind = _kind_of(value)
+        if kind in allowed or (kind == INT and NUM in allowed):
+            continue
+        names = [a if isinstance(a, str) else "an object" if isinstance(a, dict) else "a list" for a in allowed]
+        raise EdgekdError(f"{path}: {name} is {_describe(value)}, expected {' or '.join(names)}")
+
+
+def _describe(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _runtime_name(r: dict) -> str:
