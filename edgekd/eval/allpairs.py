@@ -171,7 +171,7 @@ def allpairs_metrics(emb: np.ndarray, labels: np.ndarray, fars=FARS, stored_thre
                      genuine_cap: int = GENUINE_CAP, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
     """The all-pairs JSON: TAR at each FAR with 95 % identity-bootstrap intervals, the thresholds, and (given
     `stored_thresholds` {far key: cosine}) the FAR and TAR measured at thresholds shipped with an artifact."""
-    stored = {k: float(v) for k, v in (stored_thresholds or {}).items()}
+    stored = {k: float(v) for k, v in (stored_thresholds or {}).items() if v is not None}  # None: unmeasurable there
     ps = score_all_pairs(emb, labels, max(fars), stored.values(), genuine_cap, seed)
     thr = {far_key(f): threshold_at_far(ps, f) for f in fars}
     tar = {k: (tar_at_threshold(ps, t) if t is not None else None) for k, t in thr.items()}

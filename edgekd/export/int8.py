@@ -1,9 +1,12 @@
-"""FP32 ONNX -> INT8 Q/DQ ONNX by static quantization over a calib/ set (onnxruntime.quantization).
+"""FP32 ONNX -> INT8 ONNX by static quantization over a calib/ set (onnxruntime.quantization).
 
-Symmetric signed INT8 for weights (per channel) and activations, because TensorRT's parser accepts only zero
-zero-points; the same file then runs in onnxruntime here and feeds a strongly typed TensorRT INT8 build.
+Two targets, two forms:
+- TensorRT ("S8S8" Q/DQ): symmetric signed INT8 for weights (per channel) and activations, because TensorRT's
+  parser accepts only zero zero-points; the same file runs in onnxruntime and feeds a strongly typed TensorRT build.
+- ONNX Runtime on x86 (`CPU_FORMS`): unsigned asymmetric activations with signed weights (U8S8), the form ORT's
+  x86 kernels are fast for (the S8S8 Q/DQ file runs slower than FP32 there); measured by benchmarks/int8_fidelity.py.
 The first conv (raw pixels) and the embedding tail may stay in float: depthwise-heavy MobileFaceNets are known
-to lose accuracy under naive INT8, and those are the usual culprits.
+to lose accuracy under naive INT8, and those are the usual culprits. More float layers come from the accuracy gate.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgekd.export.calib import CalibSet
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
+from edgekd.export.calib import CalibSet
 
 METHODS = ("minmax", "entropy", "percentile")
 # onnxruntime's Entropy default (128 bins, 128 quantized bins) leaves one candidate threshold, i.e. min-max; these
@@ -26,6 +29,15 @@ CALIB_OPTIONS = {
     "entropy": {"symmetric": True, "num_bins": 512, "num_quantized_bins": 128},
     "percentile": {"symmetric": True, "num_bins": 2048, "percentile": 99.999},
 }
+# form -> (quant_format, activation type, symmetric activations, reduce_range)
+FORMS = {
+    "qdq-s8s8": ("QDQ", "QInt8", True, False),  # TensorRT
+    "qdq-u8s8": ("QDQ", "QUInt8", False, False),
+    "qop-u8s8": ("QOperator", "QUInt8", False, False),
+    "qop-u8s8-rr": ("QOperator", "QUInt8", False, True),
+}
+CPU_FORMS = ("qop-u8s8", "qdq-u8s8", "qop-u8s8-rr")
+CPU_FORM = "qop-u8s8"  # fastest of CPU_FORMS for MobileFaceNet and r18 (benchmarks/results/int8_fidelity.md)
 
 
 class CalibReader:
@@ -37,48 +49,132 @@ class CalibReader:
     def get_next(self):
         return next(self._it, None)
 
+    def __iter__(self):  # qdq_loss_debug.collect_activations iterates the reader
+        return self._it
+
+
+class Int8Quantizer:
+    """One FP32 model prepared once (ORT pre-processing) and calibrated once per method, then quantized as often as
+    needed with different float layers or forms: the accuracy gate tries many variants of one model.
+
+    Use as a context manager (it owns a temporary folder)."""
+
+    def __init__(self, src: str | os.PathLike, calib: CalibSet, limit: int | None = None, preprocess_graph: bool = True,
+                 keep_first_conv: bool = True, keep_tail: bool = True):
+        self.src, self.calib, self.limit, self.preprocess_graph = Path(src), calib, limit, preprocess_graph
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgekd-int8-")
+        self.tmp = Path(self._tmp.name)
+        model = graph.ensure_node_names(graph.load(src))
+        self.meta = graph.read_metadata(model)
+        self.input_name, _ = graph.input_spec(model)
+        self.fp32 = self.tmp / "fp32.onnx"
+        graph.save(model, self.fp32)
+        if preprocess_graph:  # shape inference + ORT graph optimisation (fuses what quantization would split)
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(self.fp32), str(self.fp32), skip_symbolic_shape=True)
+            model = graph.ensure_node_names(graph.load(self.fp32))
+            graph.save(model, self.fp32)
+        self.model = model
+        self.default_float = [n for n in ([graph.first_conv(model)] if keep_first_conv else [])
+                              + (graph.tail_nodes(model) if keep_tail else []) if n]
+        self._ranges: dict[tuple[str, bool], Path] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._tmp.cleanup()
+
+    @property
+    def count(self) -> int:
+        return min(self.limit or self.calib.count, self.calib.count)
+
+    def quantizable_nodes(self) -> list[str]:
+        """Nodes the quantizer would turn into INT8 (weighted ops), in graph order."""
+        return [n.name for n in self.model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")]
+
+    def ranges(self, method: str, symmetric: bool = True) -> Path:
+        """Activation ranges of `method` as an ORT calibration cache (computed once per method and symmetry)."""
+        from onnxruntime.quantization import CalibrationMethod, create_calibrator
+        from onnxruntime.quantization.calibrate import save_tensors_data
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+        if method not in METHODS:
+            raise EdgekdError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
+        key = (method, symmetric)
+        if key not in self._ranges:
+            calib_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                            "percentile": CalibrationMethod.Percentile}[method]
+            aug = self.tmp / f"augmented-{method}-{int(symmetric)}.onnx"
+            calibrator = create_calibrator(self.fp32, sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
+                                           augmented_model_path=str(aug), calibrate_method=calib_method,
+                                           extra_options={**CALIB_OPTIONS[method], "symmetric": symmetric})
+            calibrator.collect_data(CalibReader(self.calib, self.input_name, limit=self.limit))
+            path = self.tmp / f"ranges-{method}-{int(symmetric)}.json"
+            save_tensors_data(calibrator.compute_data(), path)
+            self._ranges[key] = path
+        return self._ranges[key]
+
+    def write(self, dst: str | os.PathLike, method: str = "minmax", float_layers=(), form: str = "qdq-s8s8",
+              per_channel: bool = True, extra_meta: dict | None = None) -> dict:
+        """Quantize with `method`'s ranges, keeping the default float nodes plus `float_layers`; write `dst`
+        atomically; returns the settings for the report."""
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        fmt, act, sym, reduce_range = FORMS[form]
+        unknown = set(float_layers) - {n.name for n in self.model.graph.node}
+        if unknown:
+            raise EdgekdError(f"{self.src}: float layers not in the graph: {', '.join(sorted(unknown))}")
+        exclude = list(dict.fromkeys([*self.default_float, *float_layers]))
+        out = self.tmp / "int8.onnx"
+        quantize_static(
+            str(self.fp32), str(out), quant_format=getattr(QuantFormat, fmt),
+            calibration_cache_path=self.ranges(method, sym), per_channel=per_channel,
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                              "percentile": CalibrationMethod.Percentile}[method],
+            activation_type=getattr(QuantType, act), weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+            reduce_range=reduce_range, extra_options={"ActivationSymmetric": sym, "WeightSymmetric": True},
+        )
+        q = graph.load(out)
+        self._last = {"method": method, "form": form, "per_channel": per_channel, "exclude": exclude,
+                      "float_layers": list(float_layers)}
+        meta = {**self.meta, "precision": "int8", "calib": self.calib.sha256, "calib_method": method,
+                "int8_form": form, "float_layers": list(float_layers), **(extra_meta or {})}
+        graph.set_metadata(q, meta)
+        graph.save(q, dst)
+        return self.write_record(dst)
+
+    def write_record(self, dst) -> dict:
+        """The report entry of the file last written (by `write`) to `dst`."""
+        last = self._last
+        _, _, sym, reduce_range = FORMS[last["form"]]
+        return {"path": str(dst), "precision": "int8", "calib_method": last["method"], "calib": str(self.calib.root),
+                "calib_sha256": self.calib.sha256, "calib_count": self.count, "form": last["form"],
+                "per_channel": last["per_channel"], "symmetric": sym, "reduce_range": reduce_range,
+                "pre_processed": self.preprocess_graph, "excluded_nodes": last["exclude"],
+                "float_layers": last["float_layers"], "ops": graph.op_counts(graph.load(dst))}
+
 
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibSet, method: str = "minmax",
                   keep_first_conv: bool = True, keep_tail: bool = True, per_channel: bool = True,
-                  limit: int | None = None, preprocess_graph: bool = True) -> dict:
-    """Write the Q/DQ model to `dst` atomically; returns the settings and excluded nodes for the report."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, create_calibrator, quantize_static
-    from onnxruntime.quantization.calibrate import save_tensors_data
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    CALIB = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-             "percentile": CalibrationMethod.Percentile}
+                  limit: int | None = None, preprocess_graph: bool = True, float_layers=(),
+                  form: str = "qdq-s8s8") -> dict:
+    """Write the INT8 model to `dst` atomically; returns the settings and excluded nodes for the report."""
     if method not in METHODS:
         raise EdgekdError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
-    model = graph.ensure_node_names(graph.load(src))
-    meta = graph.read_metadata(model)
-    name, _ = graph.input_spec(model)
-    with tempfile.TemporaryDirectory(prefix="edgekd-int8-") as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        graph.save(model, fp32)
-        if preprocess_graph:  # shape inference + ORT graph optimisation (fuses what quantization would split)
-            quant_pre_process(str(fp32), str(fp32), skip_symbolic_shape=True)
-            model = graph.ensure_node_names(graph.load(fp32))
-            graph.save(model, fp32)
-        exclude = [graph.first_conv(model)] if keep_first_conv else []
-        exclude = [n for n in exclude + (graph.tail_nodes(model) if keep_tail else []) if n]
-        cache = Path(tmp) / "ranges.json"
-        calibrator = create_calibrator(fp32, sorted(set(QLinearOpsRegistry) | set(QDQRegistry)), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=CALIB[method], extra_options=CALIB_OPTIONS[method])
-        calibrator.collect_data(CalibReader(calib, name, limit=limit))
-        save_tensors_data(calibrator.compute_data(), cache)
-        out = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(fp32), str(out), quant_format=QuantFormat.QDQ, calibration_cache_path=cache,
-            calibrate_method=CALIB[method], per_channel=per_channel, activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-        )
-        q = graph.load(out)
-    graph.set_metadata(q, {**meta, "precision": "int8", "calib": calib.sha256, "calib_method": method})
-    graph.save(q, dst)
-    return {"path": str(dst), "precision": "int8", "calib_method": method, "calib": str(calib.root),
-            "calib_sha256": calib.sha256, "calib_count": min(limit or calib.count, calib.count),
-            "per_channel": per_channel, "symmetric": True, "pre_processed": preprocess_graph,
-            "excluded_nodes": exclude, "ops": graph.op_counts(q)}
+    with Int8Quantizer(src, calib, limit, preprocess_graph, keep_first_conv, keep_tail) as q:
+        return q.write(dst, method, float_layers, form, per_channel)
+
+
+def zero_points_zero(model) -> bool:
+    """True when every QuantizeLinear / DequantizeLinear zero point is 0 (what TensorRT's parser requires)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2:
+            zp = inits.get(n.input[2])
+            if zp is None or zp.any():
+                return False
+    return True

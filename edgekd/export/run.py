@@ -17,9 +17,6 @@ from edgekd.errors import EdgekdError
 from edgekd.export import graph
 from edgekd.io import atomic_path, check_writable_dir, sha256_file, write_json_atomic
 
-INSTALL_HINT = "pip install edgekd[trt] (x86 + CUDA) or JetPack's python3-libnvinfer (Jetson)"
-
-
 def artifact_path(onnx: Path, precision: str, method: str | None = None) -> Path:
     stem = onnx.with_suffix("")
     tag = {"fp32": "", "fp16": ".fp16", "int8": f".int8-{method}"}[precision]
@@ -206,9 +203,10 @@ def print_trtexec(onnx: Path, typed_onnx: Path | None, engine: Path, precision: 
 
 def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None, profile=(1, 8, 64),
                     workspace_mib: int = 2048, timing_cache=None, dla_core: int | None = None, api: str = "auto",
-                    show_trtexec: bool = False, engines_dir="engines", log=print, trt=None) -> dict:
+                    show_trtexec: bool = False, engines_dir="engines", log=print, trt=None) -> dict | None:
     """Build one engine (default `engines_dir/NAME.PRECISION.engine`). `onnx` is the FP32 graph (builder-flags path); `typed_onnx` the FP16 / Q/DQ graph that a
-    strongly typed build needs (defaults to `onnx` itself, e.g. when `edgekd build` is given the FP16 file)."""
+    strongly typed build needs (defaults to `onnx` itself, e.g. when `edgekd build` is given the FP16 file).
+    With `show_trtexec` on a host without the tensorrt module: prints the trtexec lines and returns None."""
     from edgekd.export.calib import open_calib
     from edgekd.export.tensorrt_build import build_engine, choose_api
     from edgekd.preprocess import Preprocess
@@ -216,8 +214,6 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
     onnx = Path(onnx)
     typed_onnx = Path(typed_onnx) if typed_onnx else onnx
     engine = Path(out) if out else engine_path(Path(engines_dir) / onnx.name, precision)
-    check_writable_dir(engine.parent)
-    engine.parent.mkdir(parents=True, exist_ok=True)
     model = graph.load(onnx)
     meta = graph.read_metadata(model)
     pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else None
@@ -232,11 +228,17 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
         print_trtexec(onnx, typed_onnx, engine, precision, profile, workspace_mib, timing_cache, calib_cache,
                       dla_core, log)
     if trt is None:
-        try:
-            import tensorrt as trt
-        except ImportError:
+        from edgekd.runtime.tensorrt import INSTALL_HINT, import_tensorrt, tensorrt_installed
+
+        if not tensorrt_installed():
+            if show_trtexec:  # trtexec present, Python bindings absent: the lines above are the build
+                log(f"(no engine built here: the tensorrt Python package is not installed; {INSTALL_HINT})")
+                return None
             raise EdgekdError(f"{engine}: cannot build: the tensorrt Python package is not installed "
-                              f"({INSTALL_HINT}); --print-trtexec prints the equivalent trtexec command") from None
+                              f"({INSTALL_HINT}); --print-trtexec prints the equivalent trtexec command")
+        trt = import_tensorrt()
+    check_writable_dir(engine.parent)
+    engine.parent.mkdir(parents=True, exist_ok=True)
     path = choose_api(trt, api)
     src = typed_onnx if path == "strongly-typed" else onnx
     log(f"TensorRT {trt.__version__}: {path} build of {src} -> {engine}")

@@ -1,0 +1,243 @@
+"""Accuracy-gated INT8: `edgekd export --calib C --int8-gate tar@1e-4=0.3 --gate-data D`.
+
+Accept an INT8 Q/DQ model only when, on gate data D (identities disjoint from what is reported on), judged
+all-pairs against the FP32 model on the same images:
+- the upper end of the 95 % paired identity-bootstrap interval of the TAR drop at the SPEC's FAR is <= the allowed
+  drop in points, and
+- the INT8 FAR at the FP32 model's FAR=1e-4 threshold is <= 2e-4 (a deployed threshold must not let in twice the
+  impostors it was set for).
+Search: every calibration method with the default float layers (first conv, embedding tail); if none passes, rank
+the quantized layers by sensitivity — the signal-to-quantization-noise ratio (dB) each layer loses between its input
+and its output when the whole model runs quantized (onnxruntime.quantization.qdq_loss_debug), on calibration
+faces — and keep the most sensitive in float: k = 1, 2, 4, 8, ... until the gate holds, then bisect down to the
+smallest passing k, at most half the weighted layers. If nothing passes: EdgekdError with the best reached.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import EdgekdError
+from edgekd.eval.allpairs import far_at_threshold, paired_tar_drop, threshold_at_far
+from edgekd.export.int8 import METHODS, Int8Quantizer
+from edgekd.export.thresholds import GateData, embed, scores
+
+FAR_GUARD = (1e-4, 2e-4)  # INT8 FAR at the FP32 threshold for 1e-4 must stay <= 2e-4
+MIN_CALIB = 64
+MAX_FLOAT_FRACTION = 0.5  # beyond half the weighted layers in float, "INT8" would be a float model in disguise
+SENSITIVITY_FACES = 32
+METRICS = ("tar",)
+_SPEC = re.compile(r"(?P<metric>[a-z_]+)@(?P<far>[0-9.eE+-]+)=(?P<drop>[0-9.]+)")
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    metric: str
+    far: float
+    max_drop_pt: float
+
+    def __str__(self) -> str:
+        return f"{self.metric}@{self.far:g}={self.max_drop_pt:g}"
+
+
+def parse_spec(spec: str) -> GateSpec:
+    """'tar@1e-4=0.3': TAR at FAR 1e-4 may drop at most 0.3 points (upper 95 % bound) against FP32."""
+    m = _SPEC.fullmatch(spec.strip().lower())
+    if not m:
+        raise EdgekdError(f"--int8-gate {spec!r}: expected METRIC@FAR=MAX_DROP_PT, e.g. tar@1e-4=0.3")
+    if m["metric"] not in METRICS:
+        raise EdgekdError(f"--int8-gate {spec!r}: unknown metric {m['metric']!r} (known: {', '.join(METRICS)})")
+    try:
+        far = float(m["far"])
+    except ValueError:
+        raise EdgekdError(f"--int8-gate {spec!r}: FAR {m['far']!r} is not a number") from None
+    if not 0 < far < 1:
+        raise EdgekdError(f"--int8-gate {spec!r}: FAR must lie in (0, 1)")
+    return GateSpec(m["metric"], far, float(m["drop"]))
+
+
+class Judge:
+    """Scores candidates against the FP32 reference on the gate data (the FP32 pass is done once)."""
+
+    def __init__(self, fp32_emb: np.ndarray, data: GateData, spec: GateSpec, bootstrap: int = 1000):
+        self.data, self.spec, self.bootstrap = data, spec, bootstrap
+        self.ref = scores(fp32_emb, data)
+        self.guard_threshold = threshold_at_far(self.ref, FAR_GUARD[0])
+        if self.guard_threshold is None or threshold_at_far(self.ref, spec.far) is None:
+            raise EdgekdError(f"gate data: {self.ref.num_impostor} impostor pairs cannot measure FAR "
+                              f"{min(spec.far, FAR_GUARD[0]):g}; give more gate images")
+
+    def __call__(self, emb: np.ndarray) -> dict:
+        ps = scores(emb, self.data, [self.guard_threshold])
+        drop = paired_tar_drop(self.ref, ps, self.spec.far, self.bootstrap)
+        far = far_at_threshold(ps, self.guard_threshold)
+        upper = drop["drop_pt_ci95"][1] if drop["drop_pt_ci95"] else float("inf")
+        return {"drop_pt": drop["drop_pt"], "drop_pt_ci95": drop["drop_pt_ci95"], "drop_pt_upper95": upper,
+                "far_at_fp32_threshold": far, "passed": bool(upper <= self.spec.max_drop_pt and far <= FAR_GUARD[1]),
+                "scores": ps}
+
+
+def sensitivity(q: Int8Quantizer, qdq_path: Path, faces: int = SENSITIVITY_FACES) -> list[dict]:
+    """Quantized layers, most sensitive first: SQNR (dB, float vs quantized model on the same faces) at a layer's
+    input minus at its output, i.e. the noise that layer itself adds."""
+    import tempfile
+
+    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
+                                                         create_activation_matching,
+                                                         modify_model_output_intermediate_tensors)
+
+    from edgekd.export.int8 import CalibReader
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-sens-") as tmp:
+        aug_f, aug_q = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
+        modify_model_output_intermediate_tensors(q.fp32, aug_f)
+        modify_model_output_intermediate_tensors(qdq_path, aug_q)
+        acts_f = collect_activations(str(aug_f), CalibReader(q.calib, q.input_name, limit=faces))
+        acts_q = collect_activations(str(aug_q), CalibReader(q.calib, q.input_name, limit=faces))
+    err = compute_activation_error(create_activation_matching(acts_q, acts_f))
+    sqnr = {k: v.get("xmodel_err") for k, v in err.items() if v.get("xmodel_err") is not None}
+    top = max([s for s in sqnr.values() if np.isfinite(s)], default=100.0)
+    ranked = []
+    quantizable = set(q.quantizable_nodes()) - set(q.default_float)
+    for n in q.model.graph.node:
+        if n.name not in quantizable:
+            continue
+        s_in = sqnr.get(n.input[0], top)
+        s_out = sqnr.get(n.output[0])
+        if s_out is None:
+            continue
+        ranked.append({"node": n.name, "op": n.op_type, "sqnr_in_db": float(min(s_in, top)),
+                       "sqnr_out_db": float(s_out), "loss_db": float(min(s_in, top) - s_out)})
+    return sorted(ranked, key=lambda r: -r["loss_db"])
+
+
+def _summary(v: dict) -> dict:
+    return {k: v[k] for k in ("drop_pt", "drop_pt_ci95", "drop_pt_upper95", "far_at_fp32_threshold", "passed")}
+
+
+def check_calib_size(calib, limit=None) -> None:
+    n = min(limit or calib.count, calib.count)
+    if n < MIN_CALIB:
+        raise EdgekdError(f"{calib.root}: {n} calibration faces is too few for the INT8 gate "
+                          f"(needs at least {MIN_CALIB}; make a larger set with `edgekd calib make --n 512`)")
+
+
+def run_gate(q: Int8Quantizer, fp32_emb: np.ndarray, data: GateData, spec: GateSpec, dst: Path,
+             methods=METHODS, log=print, threads: int | None = None) -> tuple[dict, np.ndarray]:
+    """Search for the INT8 model passing the gate; write it to `dst`. Returns (report, its gate embeddings)."""
+    check_calib_size(q.calib, q.limit)
+    judge = Judge(fp32_emb, data, spec)
+    trials = []
+    tmp = q.tmp / "candidate.onnx"
+
+    def attempt(method: str, float_layers: list[str]) -> dict:
+        q.write(tmp, method, float_layers)
+        emb = embed(tmp, data, threads)
+        v = judge(emb)
+        v.update(method=method, float_layers=list(float_layers), emb=emb)
+        trials.append({"method": method, "num_float_layers": len(float_layers), **_summary(v)})
+        log(f"gate {spec}: {method}, {len(float_layers)} extra float layers: TAR drop {v['drop_pt']:+.3f} pt "
+            f"(95% CI {v['drop_pt_ci95'][0]:+.3f} .. {v['drop_pt_ci95'][1]:+.3f}), FAR at FP32 1e-4 threshold "
+            f"{v['far_at_fp32_threshold']:.2e} -> {'PASS' if v['passed'] else 'fail'}")
+        return v
+
+    def rank_key(v):
+        return (not v["passed"], v["drop_pt_upper95"], v["far_at_fp32_threshold"])
+
+    by_method = [attempt(m, []) for m in methods]
+    best = min(by_method, key=rank_key)
+    ranking = []
+    if not best["passed"]:
+        method = best["method"]
+        q.write(tmp, method, [])
+        ranking = sensitivity(q, tmp)
+        names = [r["node"] for r in ranking][: int(MAX_FLOAT_FRACTION * len(q.quantizable_nodes()))]
+        log(f"gate: layer sensitivity ({method}), most sensitive first: "
+            + ", ".join(f"{r['node']} ({r['loss_db']:.1f} dB)" for r in ranking[:5]) + " ...")
+        lo, hi, k, passing = 0, None, 1, None
+        while k <= len(names):  # doubling until the gate holds ...
+            v = attempt(method, names[:k])
+            best = min(best, v, key=rank_key)
+            if v["passed"]:
+                hi, passing = k, v
+                break
+            lo, k = k, (k * 2 if k * 2 <= len(names) or k == len(names) else len(names))
+            if lo == len(names):
+                break
+        while passing is not None and hi - lo > 1:  # ... then bisect to the fewest float layers that pass
+            mid = (lo + hi) // 2
+            v = attempt(method, names[:mid])
+            if v["passed"]:
+                hi, passing = mid, v
+            else:
+                lo = mid
+        if passing is not None:
+            best = passing
+    report = {"spec": str(spec), "far_guard": {"fp32_threshold_far": FAR_GUARD[0], "max_far": FAR_GUARD[1],
+                                               "fp32_threshold": judge.guard_threshold},
+              "data": data.describe(), "trials": trials, "sensitivity": ranking[:20],
+              "method": best["method"], "float_layers": best["float_layers"], "passed": best["passed"],
+              "before": next(t for t in trials if t["method"] == best["method"] and t["num_float_layers"] == 0),
+              "after": _summary(best)}
+    if not best["passed"]:
+        raise EdgekdError(
+            f"INT8 gate {spec} not met: best was {best['method']} with {len(best['float_layers'])} float layers, "
+            f"TAR drop {best['drop_pt']:+.3f} pt (upper 95% {best['drop_pt_upper95']:+.3f}, allowed "
+            f"{spec.max_drop_pt:g}), FAR at the FP32 1e-4 threshold {best['far_at_fp32_threshold']:.2e} "
+            f"(allowed {FAR_GUARD[1]:.0e})")
+    q.write(dst, best["method"], best["float_layers"], extra_meta={"int8_gate": str(spec)})
+    return report, best["emb"]
+
+
+def prepare(int8_gate: str | None, gate_data, gate_folds, calib_set, preprocess, gate_limit: int | None,
+            calib_limit: int | None = None):
+    """Validate the gate options and load the gate images before any artifact is written (bad input fails first)."""
+    from edgekd.export.thresholds import load_gate_data
+
+    spec = parse_spec(int8_gate) if int8_gate else None
+    if spec is not None and gate_data is None:
+        raise EdgekdError("--int8-gate needs --gate-data (images of identities you do not report on)")
+    if spec is not None and calib_set is None:
+        raise EdgekdError("--int8-gate needs --calib calib/NAME (make one with `edgekd calib make`)")
+    if spec is not None:
+        check_calib_size(calib_set, calib_limit)
+    data = load_gate_data(gate_data, preprocess, gate_folds, limit=gate_limit) if gate_data else None
+    return spec, data
+
+
+def int8_stage(out: Path, artifacts: dict, calib_set, spec: GateSpec | None, data: GateData | None, artifact_path,
+               calib_limit=None, keep_first_conv: bool = True, keep_tail: bool = True, log=print) -> dict | None:
+    """After the plain FP16/INT8 files: the gated Q/DQ file (with --int8-gate), the ONNX Runtime CPU file (with
+    --calib), and every artifact's own thresholds (with --gate-data). Adds to `artifacts`; returns the gate report."""
+    from edgekd.export.int8 import CPU_FORM
+    from edgekd.export.thresholds import ship_thresholds
+
+    fp32_emb = embed(out, data) if data is not None else None
+    report, embs, float_layers, method = None, {"fp32": fp32_emb}, [], "minmax"
+    if calib_set is not None:
+        with Int8Quantizer(out, calib_set, calib_limit, keep_first_conv=keep_first_conv, keep_tail=keep_tail) as q:
+            if spec is not None:
+                dst = artifact_path(out, "int8", "gated")
+                report, embs["int8-gated"] = run_gate(q, fp32_emb, data, spec, dst, log=log)
+                artifacts["int8-gated"] = {**q.write_record(dst), "gate": {k: report[k] for k in
+                                                                           ("spec", "method", "float_layers",
+                                                                            "before", "after")}}
+                float_layers, method = report["float_layers"], report["method"]
+                log(f"{dst}: gate {spec} passed with {method}, {len(float_layers)} extra float layers")
+            dst = artifact_path(out, "int8", "cpu")
+            artifacts["int8-cpu"] = q.write(dst, method, float_layers, CPU_FORM,
+                                            extra_meta={"target": "onnxruntime-cpu-x86"})
+            log(f"{dst}: ONNX Runtime CPU INT8 ({CPU_FORM}, {method}, {len(float_layers)} extra float layers)")
+            if data is not None:
+                v = Judge(fp32_emb, data, spec or GateSpec("tar", 1e-4, float("inf")))(embs.setdefault(
+                    "int8-cpu", embed(dst, data)))
+                artifacts["int8-cpu"]["gate_check"] = _summary(v)
+    if data is not None:
+        shipped = ship_thresholds({k: Path(a["path"]) for k, a in artifacts.items()}, data, embs, log)
+        for k, t in shipped.items():
+            artifacts[k]["thresholds"] = t
+    return report

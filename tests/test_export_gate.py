@@ -1,0 +1,127 @@
+"""The INT8 accuracy gate with controls: FP32 against itself passes, a deliberately broken INT8 (calibrated on blank
+images) fails, two calibration subsets give the same verdict, bad SPEC / too small a calibration set fail early."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from _int8_tiny import ConvFace, export
+from edgekd.errors import EdgekdError
+from edgekd.export import gate
+from edgekd.export.calib import make_calib, open_calib
+from edgekd.export.int8 import Int8Quantizer, zero_points_zero
+from edgekd.export.thresholds import embed, load_gate_data
+
+PRE = ConvFace.preprocess
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate")
+    onnx = export(root / "face.onnx")
+    for seed in (0, 1):
+        make_calib("synthetic:120x2:3", root / f"calib{seed}", n=64, seed=seed, preprocess=PRE, progress=False)
+    blank = root / "blank"
+    for k in range(64):
+        (blank / f"id{k}").mkdir(parents=True)
+        Image.fromarray(np.full((112, 112, 3), 128, np.uint8)).save(blank / f"id{k}" / "0.jpg")
+    make_calib(str(blank), root / "calib_blank", n=64, preprocess=PRE, progress=False)
+    data = load_gate_data("synthetic:40x4:7", PRE, limit=None)
+    return {"root": root, "onnx": onnx, "data": data, "fp32": embed(onnx, data)}
+
+
+def test_spec_parsing():
+    assert gate.parse_spec("tar@1e-4=0.3") == gate.GateSpec("tar", 1e-4, 0.3)
+    with pytest.raises(EdgekdError, match="unknown metric 'acc'"):
+        gate.parse_spec("acc@1e-4=0.3")
+    with pytest.raises(EdgekdError, match="expected METRIC@FAR=MAX_DROP_PT"):
+        gate.parse_spec("tar=0.3")
+
+
+def test_fp32_against_itself_passes_and_broken_int8_fails(tiny):
+    judge = gate.Judge(tiny["fp32"], tiny["data"], gate.parse_spec("tar@1e-3=0.5"), bootstrap=200)
+    same = judge(tiny["fp32"])
+    assert same["passed"] and same["drop_pt"] == 0 and same["far_at_fp32_threshold"] <= 1e-4
+    with Int8Quantizer(tiny["onnx"], open_calib(tiny["root"] / "calib_blank")) as q:
+        q.write(tiny["root"] / "broken.onnx")
+    broken = judge(embed(tiny["root"] / "broken.onnx", tiny["data"]))
+    assert not broken["passed"] and broken["drop_pt_upper95"] > 0.5
+
+
+def test_two_calibration_subsets_same_verdict_and_zero_points(tiny):
+    spec = gate.parse_spec("tar@1e-3=1.0")
+    verdicts = []
+    for seed in (0, 1):
+        with Int8Quantizer(tiny["onnx"], open_calib(tiny["root"] / f"calib{seed}")) as q:
+            dst = tiny["root"] / f"gated{seed}.onnx"
+            report, emb = gate.run_gate(q, tiny["fp32"], tiny["data"], spec, dst, log=lambda *a: None)
+            verdicts.append(report["passed"])
+            import onnx
+
+            m = onnx.load(str(dst))
+            assert zero_points_zero(m) and any(n.op_type == "QuantizeLinear" for n in m.graph.node)
+            assert report["after"]["drop_pt_upper95"] <= 1.0 and len(report["trials"]) >= 3
+    assert verdicts == [True, True]
+
+
+def test_unsatisfiable_gate_is_one_error(tiny):
+    with Int8Quantizer(tiny["onnx"], open_calib(tiny["root"] / "calib_blank")) as q:
+        with pytest.raises(EdgekdError, match=r"INT8 gate tar@0.001=0.1 not met: best was .* float layers") as e:
+            gate.run_gate(q, tiny["fp32"], tiny["data"], gate.parse_spec("tar@1e-3=0.1"), tiny["root"] / "x.onnx",
+                          methods=("minmax",), log=lambda *a: None)
+    assert "\n" not in str(e.value)
+    assert not (tiny["root"] / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--int8-gate", "acc@1e-4=0.3"], "unknown metric 'acc'"),
+    (["--int8-gate", "tar@1e-4=0.3", "--calib-limit", "8"], "8 calibration faces is too few"),
+    (["--int8-gate", "tar@1e-4=0.3", "--gate-data", None], None),
+])
+def test_cli_gate_errors_are_one_line(tiny, tmp_path, args, message):
+    from edgekd.cli import cli
+
+    if None in args:  # --int8-gate without --gate-data
+        args, message = args[:2], "--int8-gate needs --gate-data"
+    base = ["export", "--model", "mobilefacenet", "--out", str(tmp_path / "m.onnx"), "--calib",
+            str(tiny["root"] / "calib0"), "--no-fp16"]
+    if "--gate-data" not in args and message != "--int8-gate needs --gate-data":
+        args = [*args, "--gate-data", str(tiny["root"] / "blank")]
+    res = CliRunner().invoke(cli, base + args)
+    assert res.exit_code == 1, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in res.output
+    assert not (tmp_path / "m.onnx").exists()  # failed before any work
+
+
+def test_int8_stage_writes_gated_cpu_and_thresholds(tiny, tmp_path):
+    """The export hook: gated Q/DQ + CPU INT8 files, each artifact with its own thresholds in its metadata, and
+    `eval --protocol all-pairs --flip none` on the gate data reproduces the FAR each threshold was set for."""
+    import json
+    import shutil
+
+    import onnx
+
+    from edgekd.eval.allpairs import allpairs_metrics, stored_thresholds
+    from edgekd.export.run import artifact_path
+
+    out = tmp_path / "face.onnx"
+    shutil.copy(tiny["onnx"], out)
+    artifacts = {"fp32": {"precision": "fp32", "path": out}}
+    report = gate.int8_stage(out, artifacts, open_calib(tiny["root"] / "calib0"), gate.parse_spec("tar@1e-3=1.0"),
+                             tiny["data"], artifact_path, log=lambda *a: None)
+    assert report["passed"] and set(artifacts) == {"fp32", "int8-gated", "int8-cpu"}
+    assert artifacts["int8-cpu"]["form"] == "qop-u8s8" and "gate_check" in artifacts["int8-cpu"]
+    for key, a in artifacts.items():
+        meta = {p.key: p.value for p in onnx.load(str(a["path"])).metadata_props}
+        t = stored_thresholds({"thresholds": meta["edgekd.thresholds"]})
+        assert t["flip"] == "none" and set(t["cosine_at_far"]) == {"1e-03", "1e-04", "1e-05"}
+        if key == "int8-cpu":
+            assert meta["edgekd.int8_form"] == "qop-u8s8" and meta["edgekd.target"] == "onnxruntime-cpu-x86"
+        r = allpairs_metrics(embed(a["path"], tiny["data"]), tiny["data"].labels, fars=(1e-3,),
+                             stored_thresholds=t["cosine_at_far"], bootstrap=10)
+        assert r["far_at_stored_threshold"]["1e-03"] <= 1e-3
+    assert json.loads(meta["edgekd.thresholds"])["sha256"] == tiny["data"].sha256
