@@ -4,6 +4,7 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3.10 python3; 
 	&& $$p -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null && { echo $$p; break; }; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
+ORT ?= cpu  # ONNX Runtime build: cpu (onnxruntime) or gpu (onnxruntime-gpu, CUDA); `make setup ORT=gpu`
 
 .PHONY: setup demo test test-all clean
 
@@ -13,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" && command -v $(PYTHON) >/dev/null || { echo "need Python >= 3.10 (python3.11 preferred)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,$(strip $(ORT))]'
 	touch $@
 
 demo: setup

@@ -19,6 +19,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EdgekdError as e:
             raise click.ClickException(str(e)) from None
+        except ModuleNotFoundError as e:
+            if e.name != "onnxruntime":
+                raise
+            raise click.ClickException("onnxruntime is not installed: pip install 'edgekd[cpu]' "
+                                       "(or 'edgekd[gpu]' for CUDA)") from None
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.ENOENT, errno.EDQUOT):
                 where = f"{e.filename}: " if e.filename else ""

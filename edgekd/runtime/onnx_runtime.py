@@ -42,9 +42,21 @@ def choose_providers(device: str, available: list[str], path: Path) -> list[str]
         raise EdgekdError(f"{path}: unknown device {device!r} for ONNX Runtime (cpu, cuda, tensorrt, auto)")
     missing = [p for p in wanted[:1] if p not in available]
     if missing:
-        raise EdgekdError(f"{path}: ONNX Runtime here lacks {missing[0]} (available: {', '.join(available)}); "
-                          "install onnxruntime-gpu for cuda/tensorrt")
+        raise EdgekdError(f"{path}: device {device!r} needs ONNX Runtime's {missing[0]}, but the installed onnxruntime "
+                          f"offers only {', '.join(available)}; {GPU_HINT}")
     return wanted
+
+
+GPU_HINT = ("for CUDA install the GPU build in place of the CPU one: pip uninstall onnxruntime && "
+            "pip install 'edgekd[gpu]' (onnxruntime-gpu)")
+
+
+def check_device(device: str, source: str = "onnxruntime") -> list[str]:
+    """The providers `device` will use, or the one-line error `OnnxRuntime` would give: call it before long work
+    (a pipeline whose ONNX evaluation runs on CUDA must not find a CPU-only onnxruntime after training)."""
+    import onnxruntime as ort
+
+    return choose_providers(device, ort.get_available_providers(), source)
 
 
 class OnnxRuntime(Runtime):
