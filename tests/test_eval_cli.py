@@ -76,7 +76,7 @@ def test_onnx_path_never_imports_torch(lfw, pool_onnx, tmp_path):
     code = f"""
 import sys
 sys.modules["torch"] = None  # any 'import torch' now fails
-import edgekd.runtime.tensorrt_runtime, edgekd.runtime.onnx_runtime, edgekd.eval, edgekd.eval.run
+import edgekd.runtime.tensorrt.runner, edgekd.runtime.onnx_runtime, edgekd.eval, edgekd.eval.run
 assert "click" not in sys.modules, "runtime/eval imported click"
 from edgekd.cli import cli
 cli.main(["eval", "--onnx", {str(pool_onnx)!r}, "--data", {str(lfw)!r}, "--json", {str(out)!r}, "--quiet"],

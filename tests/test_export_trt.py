@@ -1,5 +1,6 @@
 """TensorRT build logic: API-generation choice and builder calls against a recording fake module (never a measured
-result), sidecar fields + EVAL's mismatch check, trtexec line, the no-TensorRT path, and one real build (tensorrt)."""
+result), sidecar fields + EVAL's mismatch check, trtexec line, the no-TensorRT path, and one real build (tensorrt).
+CUDA (buffers, GPU identity) and NVML are the strict doubles of tests/doubles/."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ from edgekd.export import graph
 from edgekd.export.tensorrt_build import build_engine, choose_api
 from edgekd.export.trtexec import trtexec_command
 from edgekd.preprocess import ARCFACE
+
+import _trt_doubles
+
+
+@pytest.fixture(autouse=True)
+def cuda_doubles(monkeypatch, request):
+    """The CUDA/NVML doubles, except for the real-TensorRT tests."""
+    if "tensorrt" in request.keywords:
+        yield
+        return
+    _trt_doubles.install(monkeypatch)
+    yield
+    _trt_doubles.uninstall()
 
 
 def fake_trt(version: str, builder_flags: bool = True, strongly_typed: bool = True, dla_cores: int = 0):
@@ -222,17 +236,51 @@ def test_unsupported_op_reported_before_build(tmp_path):
 
 
 def test_sidecar_mismatch_refused_by_eval_checker(tmp_path):
-    from edgekd.runtime.tensorrt_runtime import check_sidecar, read_sidecar
+    from edgekd.runtime.tensorrt.sidecar import check_sidecar, read_sidecar
 
     engine = tmp_path / "m.fp16.engine"
     build_engine(tiny_face_onnx(tmp_path / "m.onnx"), engine, "fp16", trt=fake_trt("8.6.1", True, False))
     side = read_sidecar(engine)
-    side.update(gpu_name="NVIDIA Jetson Orin Nano", compute_capability="8.7")
-    check_sidecar(side, engine, "8.6.1", "NVIDIA Jetson Orin Nano", "8.7")
+    assert side["gpu_name"] == "NVIDIA GeForce RTX 4090" and side["compute_capability"] == "8.9"  # CUDA device 0
+    orin = {"gpu_name": "NVIDIA Jetson Orin Nano", "compute_capability": "8.7"}
+    side.update(orin)
+    check_sidecar(side, engine, "8.6.1", orin)
     with pytest.raises(EdgekdError, match="built with TensorRT 8.6.1"):
         check_sidecar(side, engine, "10.3.0")
     with pytest.raises(EdgekdError, match="built for NVIDIA Jetson Orin Nano"):
-        check_sidecar(side, engine, "8.6.1", "NVIDIA GeForce RTX 4090", "8.9")
+        check_sidecar(side, engine, "8.6.1", {"gpu_name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"})
+
+
+def test_dla_build_is_static_fp16(tmp_path):
+    """Defect 5 (issue 11), builder side: DLA needs min = opt = max and FP16/INT8; FP32 on DLA is refused."""
+    trt = fake_trt("8.6.1", True, False, dla_cores=2)
+    side = build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", (1, 8, 64), dla_core=1,
+                        trt=trt)
+    assert ("profile", "input", (8, 3, 112, 112), (8, 3, 112, 112), (8, 3, 112, 112)) in trt.calls
+    assert ("flag", "FP16") in trt.calls and ("set", "DLA_core", 1) in trt.calls and side["dla_core"] == 1
+    with pytest.raises(EdgekdError, match="DLA runs fp16 or int8 only"):
+        build_engine(tmp_path / "m.onnx", tmp_path / "f.engine", "fp32", dla_core=0, trt=trt)
+
+
+def test_print_trtexec_without_tensorrt_exits_0(tmp_path, monkeypatch):
+    """Issue 11: `edgekd build --print-trtexec` on a host with trtexec but no tensorrt module prints and exits 0,
+    and leaves no empty engines folder behind."""
+    import sys
+
+    from click.testing import CliRunner
+
+    from edgekd.cli import cli
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
+    res = CliRunner().invoke(cli, ["build", "--onnx", str(onnx_path), "--precision", "fp16", "--print-trtexec",
+                                   "--out", str(tmp_path / "engines" / "m.fp16.engine")])
+    assert res.exit_code == 0, res.output
+    assert "trtexec --onnx=" in res.output and "not installed" in res.output and "edgekd[trt]" in res.output
+    assert not (tmp_path / "engines").exists()
+    res = CliRunner().invoke(cli, ["build", "--onnx", str(onnx_path), "--precision", "fp16",
+                                   "--out", str(tmp_path / "engines" / "m.fp16.engine")])
+    assert res.exit_code == 1 and "--print-trtexec" in res.output and len(res.output.strip().splitlines()) == 1
 
 
 def test_trtexec_line():
@@ -246,22 +294,32 @@ def test_trtexec_line():
     assert "--stronglyTyped" in typed and "--fp16" not in typed and "input:64x3x112x96" in typed
 
 
+def build_and_compare_with_onnx(tmp_path, onnx_path, typed_onnx) -> dict:
+    """Build an FP16 engine into tmp_path with `build_from_onnx`, open exactly that file, compare with ONNX Runtime.
+    Shared by the real-TensorRT test and its double-backed twin (test_tensorrt_contracts.py, defect 9)."""
+    from edgekd.export.parity import compare, sample_faces
+    from edgekd.export.run import build_from_onnx
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+    from edgekd.runtime.tensorrt.runner import TensorRTRuntime
+
+    engine = tmp_path / "engines" / "m.fp16.engine"
+    side = build_from_onnx(onnx_path, "fp16", out=engine, typed_onnx=typed_onnx, profile=(1, 8, 37),
+                           log=lambda *a: None)
+    x, _ = sample_faces(ARCFACE)
+    with TensorRTRuntime(engine) as rt, OnnxRuntime(onnx_path) as ref:
+        assert compare(ref(x), rt(x))["min_cosine"] > 0.999
+    assert side["engine_bytes"] == engine.stat().st_size
+    return side
+
+
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_real_engine_matches_onnx(tmp_path):
     """Real TensorRT: build an FP16 engine of a random mobilefacenet and compare with ONNX Runtime."""
-    from edgekd.export.parity import compare, sample_faces
-    from edgekd.export.run import build_from_onnx, export_model
-    from edgekd.runtime.onnx_runtime import OnnxRuntime
-    from edgekd.runtime.tensorrt_runtime import TensorRTRuntime
+    from edgekd.export.run import export_model
 
     report = export_model(model="mobilefacenet", out=tmp_path / "m.onnx", log=lambda *a: None, progress=False)
-    side = build_from_onnx(tmp_path / "m.onnx", "fp16", typed_onnx=report["artifacts"]["fp16"]["path"],
-                           profile=(1, 8, 37), log=lambda *a: None)
-    x, _ = sample_faces(ARCFACE)
-    got = TensorRTRuntime(tmp_path / "m.fp16.engine")(x)
-    assert compare(OnnxRuntime(tmp_path / "m.onnx")(x), got)["min_cosine"] > 0.999
-    assert side["engine_bytes"] == (tmp_path / "m.fp16.engine").stat().st_size
+    build_and_compare_with_onnx(tmp_path, tmp_path / "m.onnx", report["artifacts"]["fp16"]["path"])
 
 
 def test_build_from_onnx_paths_and_fixed_batch(tmp_path, capsys):

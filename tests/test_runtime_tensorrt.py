@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from edgekd.errors import EdgekdError
-from edgekd.runtime import open_artifact, tensorrt_runtime as trt_rt
-from edgekd.runtime.tensorrt_runtime import check_sidecar, io_tensors, read_sidecar, select_api, sidecar_path
+from edgekd.runtime import open_artifact
+from edgekd.runtime.tensorrt import runner as trt_runner
+from edgekd.runtime.tensorrt.bindings import io_tensors, select_api
+from edgekd.runtime.tensorrt.sidecar import check_sidecar, read_sidecar, sidecar_path
 
 SIDE = {"tensorrt_version": "10.3.0", "cuda_version": "12.6", "driver_version": "540.4.0", "gpu_name": "Orin",
         "compute_capability": "8.7", "jetpack": "6.2", "precision": "fp16", "embedding_size": 128,
@@ -53,10 +55,12 @@ class FakeTRT(types.ModuleType):
 
 
 class FakeCuda:
+    binding = "fake"
+
     def __init__(self, name="Orin", cc="8.7"):
         self._info, self.closed = (name, cc), False
 
-    def info(self):
+    def identity(self):
         return self._info
 
     def close(self):
@@ -69,7 +73,7 @@ def fake_trt(monkeypatch):
         mod = FakeTRT(version)
         monkeypatch.setitem(sys.modules, "tensorrt", mod)
         cuda = FakeCuda(*gpu)
-        monkeypatch.setattr(trt_rt, "cuda_backend", lambda: cuda)
+        monkeypatch.setattr(trt_runner, "open_cuda", lambda device=0: cuda)
         return mod, cuda
 
     return install
@@ -125,11 +129,19 @@ def test_missing_or_bad_sidecar(tmp_path):
     sidecar_path(engine).write_text(json.dumps({"tensorrt_version": "10.3.0"}))
     with pytest.raises(EdgekdError, match="gpu_name, compute_capability"):
         read_sidecar(engine)
+    for bad in ("3", "null", "[]", '"x"'):  # issue 10 item 1: valid JSON, not an object
+        sidecar_path(engine).write_text(bad)
+        with pytest.raises(EdgekdError, match="a JSON object is expected"):
+            read_sidecar(engine)
+    sidecar_path(engine).write_text(json.dumps({**SIDE, "dla_core": "0"}))
+    with pytest.raises(EdgekdError, match="'dla_core' should be int"):
+        read_sidecar(engine)
 
 
 def test_compute_capability_spellings():
     for cc in ("8.7", "87", [8, 7], (8, 7)):
-        check_sidecar({**SIDE, "compute_capability": cc}, "m.engine", "10.3.0", "orin", "8.7")
+        check_sidecar({**SIDE, "compute_capability": cc}, "m.engine", "10.3.0",
+                      {"gpu_name": "orin", "compute_capability": "8.7"})
     check_sidecar(SIDE, "m.engine", "10.3.0")  # version-only check (no device yet)
 
 
@@ -156,7 +168,7 @@ class _V3Engine:
         return "f16" if name == "input" else "f32"
 
     def get_tensor_profile_shape(self, name, profile):
-        return [(1, 3, 112, 112), (8, 3, 112, 112), (32, 3, 112, 112)]
+        return [(2, 3, 112, 112), (8, 3, 112, 112), (32, 3, 112, 112)]
 
 
 class _V2Engine:
@@ -188,9 +200,10 @@ def test_api_generation_and_io_description():
     assert select_api(_V3Engine(), v2_ctx) == "v2"  # named tensors without execute_async_v3: old path
     v3 = io_tensors(trt, _V3Engine(), "v3")
     v2 = io_tensors(trt, _V2Engine(), "v2")
-    for io, maxb in ((v3, 32), (v2, 16)):
+    for io, minb, maxb in ((v3, 2, 32), (v2, 1, 16)):
         assert [t["name"] for t in io] == ["input", "embedding"] and [t["input"] for t in io] == [True, False]
         assert io[0]["dtype"] == np.float16 and io[0]["max_batch"] == maxb and io[1]["shape"] == (-1, 128)
+        assert io[0]["min_batch"] == minb
 
 
 @pytest.mark.tensorrt
@@ -201,7 +214,8 @@ def test_real_engine_matches_onnxruntime(tmp_path):
 
     from _eval_tiny import PRE, export_onnx
     from edgekd.runtime.onnx_runtime import OnnxRuntime
-    from edgekd.runtime.tensorrt_runtime import TensorRTRuntime
+    from edgekd.runtime.tensorrt.cuda import open_cuda
+    from edgekd.runtime.tensorrt.runner import TensorRTRuntime
 
     onnx_path = export_onnx(tmp_path / "tiny.onnx", metadata={"edgekd.preprocess": json.dumps(PRE.to_dict())})
     logger = trt.Logger(trt.Logger.WARNING)
@@ -216,16 +230,12 @@ def test_real_engine_matches_onnxruntime(tmp_path):
     config.add_optimization_profile(profile)
     engine = tmp_path / "tiny.engine"
     engine.write_bytes(bytes(builder.build_serialized_network(network, config)))
-    cuda = trt_rt.cuda_backend()
-    name, cc = cuda.info()
-    cuda.close()
+    with open_cuda() as cuda:
+        name, cc = cuda.identity()
     sidecar_path(engine).write_text(json.dumps({**SIDE, "tensorrt_version": trt.__version__, "gpu_name": name,
                                                 "compute_capability": cc, "precision": "fp32", "embedding_size": 8,
                                                 "preprocess": PRE.to_dict()}))
     x = np.random.default_rng(0).normal(size=(11, 3, 16, 16)).astype(np.float32)
-    rt = TensorRTRuntime(engine)
-    try:
-        np.testing.assert_allclose(rt(x), OnnxRuntime(onnx_path)(x), rtol=1e-3, atol=1e-4)  # 11 = 8 + 3: chunked
+    with TensorRTRuntime(engine) as rt, OnnxRuntime(onnx_path) as ref:
+        np.testing.assert_allclose(rt(x), ref(x), rtol=1e-3, atol=1e-4)  # 11 = 8 + 3: chunked
         assert rt.embedding_size == 8 and rt.device_time_ms(x) > 0
-    finally:
-        rt.close()

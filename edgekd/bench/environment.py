@@ -86,36 +86,49 @@ def jetson_release(path: str | Path = TEGRA_RELEASE) -> dict | None:
 
 
 def gpus() -> list[dict]:
-    """Name, memory and driver of each NVIDIA GPU via NVML; [] where NVML is absent (CPU hosts, Jetson)."""
+    """Name, memory and driver of each NVIDIA GPU via NVML, in NVML's order (PCI bus; CUDA's order may differ);
+    [] where NVML is absent (CPU hosts). A figure NVML does not answer (JetPack 6: memory is NOT_SUPPORTED) is null,
+    with `<field>_reason` saying why."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
     except Exception:  # noqa: BLE001 - no driver/library: no GPU to describe
         return []
-    try:
-        def s(v):
-            return v.decode() if isinstance(v, bytes) else v
 
-        driver = s(pynvml.nvmlSystemGetDriverVersion())
+    def ask(query, *args):
+        """(value, None) or (None, reason): NVML raises NVMLError for what a device does not support."""
         try:
-            cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-            cuda = f"{cuda // 1000}.{cuda % 1000 // 10}"
-        except Exception:  # noqa: BLE001
-            cuda = None
+            value = query(*args)
+        except Exception as e:  # noqa: BLE001 - pynvml.NVMLError and its subclasses
+            return None, f"NVML {getattr(query, '__name__', 'query')}: {e}"
+        return (value.decode() if isinstance(value, bytes) else value), None
+
+    try:
+        driver, _ = ask(pynvml.nvmlSystemGetDriverVersion)
+        cuda, _ = ask(pynvml.nvmlSystemGetCudaDriverVersion)
+        cuda = f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None
+        count, _ = ask(pynvml.nvmlDeviceGetCount)
         out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            try:
-                cc = ".".join(map(str, pynvml.nvmlDeviceGetCudaComputeCapability(h)))
-            except Exception:  # noqa: BLE001
-                cc = None
-            out.append({"index": i, "name": s(pynvml.nvmlDeviceGetName(h)),
-                        "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
-                        "driver_version": driver, "cuda_driver_version": cuda, "compute_capability": cc})
+        for i in range(count or 0):
+            h, reason = ask(pynvml.nvmlDeviceGetHandleByIndex, i)
+            if h is None:
+                out.append({"nvml_index": i, "name": None, "name_reason": reason})
+                continue
+            name, _ = ask(pynvml.nvmlDeviceGetName, h)
+            cc, _ = ask(pynvml.nvmlDeviceGetCudaComputeCapability, h)
+            memory, memory_reason = ask(lambda: int(pynvml.nvmlDeviceGetMemoryInfo(h).total))
+            entry = {"nvml_index": i, "name": name, "memory_bytes": memory, "driver_version": driver,
+                     "cuda_driver_version": cuda, "compute_capability": ".".join(map(str, cc)) if cc else None}
+            if memory_reason:
+                entry["memory_bytes_reason"] = memory_reason.replace("<lambda>", "nvmlDeviceGetMemoryInfo")
+            out.append(entry)
         return out
     finally:
-        pynvml.nvmlShutdown()
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def loaded_runtime_info() -> dict:

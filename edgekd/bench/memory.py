@@ -1,6 +1,11 @@
 """Memory figures of a benchmark run: GPU memory of this process (NVML), torch's CUDA peak (only when torch is the
 runtime), Jetson unified memory (/proc/meminfo or tegrastats) and the CPU peak RSS.
 
+A figure that cannot be measured is None, with the reason beside it (`gpu_bytes_reason`), never a crash: JetPack 6's
+NVML answers NOT_SUPPORTED for memory and process queries, and inside a container without --pid=host NVML's PIDs
+(host namespace) never equal os.getpid(), so GPU memory falls back to the device's used-memory delta since the start,
+labelled `gpu_bytes_method: nvml-device-used-delta` (it counts every process on the device).
+
 Never imports torch: torch's figure is read only when torch is already loaded by the runtime.
 """
 
@@ -35,14 +40,15 @@ def rss_peak_bytes() -> int:
 
 
 def torch_peak_bytes() -> int | None:
-    """torch's peak CUDA allocation, only if torch is already imported and CUDA was initialised."""
+    """torch's peak CUDA allocation summed over devices (a runtime on cuda:N allocates on N, not on the current
+    device), only if torch is already imported and CUDA was initialised."""
     torch = sys.modules.get("torch")
     if torch is None:
         return None
     try:
         if not torch.cuda.is_initialized():
             return None
-        return int(torch.cuda.max_memory_allocated())
+        return int(sum(torch.cuda.max_memory_allocated(d) for d in range(torch.cuda.device_count())))
     except Exception:  # noqa: BLE001 - a broken CUDA setup means "not measurable", not a failed benchmark
         return None
 
@@ -69,10 +75,11 @@ def parse_tegrastats_ram(line: str) -> int | None:
 
 
 class _Nvml:
-    """GPU memory used by this process, summed over devices; None where NVML is unavailable (CPU hosts, Jetson)."""
+    """GPU memory used by this process, summed over devices: NVML's per-process figure where it lists our PID, else
+    the device-level used-memory delta since start; (None, None) with `reason` where NVML cannot tell."""
 
     def __init__(self) -> None:
-        self.ok = False
+        self.ok, self.reason, self.baseline = False, "NVML not available (no NVIDIA driver or nvidia-ml-py)", None
         try:
             import pynvml
 
@@ -81,22 +88,40 @@ class _Nvml:
             self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
             self.ok = True
         except Exception:  # noqa: BLE001 - missing library/driver: GPU memory is not measurable here
-            pass
+            return
+        self.reason = "NVML lists no GPU memory for this process"
+        self.baseline = self._device_used()
 
-    def process_bytes(self) -> int | None:
-        if not self.ok:
+    def _device_used(self) -> int | None:
+        try:
+            return sum(int(self._nv.nvmlDeviceGetMemoryInfo(h).used) for h in self._handles)
+        except Exception as e:  # noqa: BLE001 - NVMLError: JetPack 6 answers NOT_SUPPORTED
+            self.reason = f"NVML memory queries: {e} (on a Jetson, see unified_bytes)"
             return None
-        pid, total, seen = os.getpid(), 0, False
+
+    def process_bytes(self) -> tuple[int | None, str | None]:
+        """(bytes, method): method "nvml-process" or "nvml-device-used-delta"; (None, None) when unknown."""
+        if not self.ok:
+            return None, None
+        pid, total, seen, listed = os.getpid(), 0, False, False
         for h in self._handles:
             try:
                 procs = self._nv.nvmlDeviceGetComputeRunningProcesses(h)
-            except Exception:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001
+                self.reason = f"NVML process queries: {e}"
                 continue
+            listed |= bool(procs)
             for p in procs:
                 if p.pid == pid and p.usedGpuMemory is not None:
                     total += int(p.usedGpuMemory)
                     seen = True
-        return total if seen else None
+        if seen:
+            return total, "nvml-process"
+        if listed and self.baseline is not None:  # processes run, none with our PID: another PID namespace
+            used = self._device_used()
+            if used is not None:
+                return max(0, used - self.baseline), "nvml-device-used-delta"
+        return None, None
 
     def close(self) -> None:
         if self.ok:
@@ -117,6 +142,7 @@ class MemorySampler:
         self._nvml = _Nvml()
         self._jetson = is_jetson()
         self.gpu_peak: int | None = None
+        self.gpu_method: str | None = None
         self.unified_peak: int | None = None
         self.unified_baseline = meminfo_used_bytes() if self._jetson else None
         self.unified_source: str | None = None
@@ -128,7 +154,9 @@ class MemorySampler:
         return b if a is None else a if b is None else max(a, b)
 
     def sample(self) -> None:
-        self.gpu_peak = self._max(self.gpu_peak, self._nvml.process_bytes())
+        used, method = self._nvml.process_bytes()
+        if used is not None and (self.gpu_peak is None or used > self.gpu_peak):
+            self.gpu_peak, self.gpu_method = used, method
         if self._jetson and self._tegra is None:
             used = meminfo_used_bytes()
             if used is not None:
@@ -178,6 +206,8 @@ class MemorySampler:
     def result(self) -> dict:
         return {
             "gpu_bytes": self.gpu_peak,
+            "gpu_bytes_method": self.gpu_method,
+            "gpu_bytes_reason": None if self.gpu_peak is not None else self._nvml.reason,
             "torch_peak_bytes": torch_peak_bytes(),
             "rss_peak_bytes": rss_peak_bytes(),
             "unified_bytes": self.unified_peak,

@@ -1,6 +1,7 @@
 """Deployment artifacts: ONNX export + parity, TensorRT op check, FP16 / INT8 Q/DQ ONNX, TensorRT engines + sidecars.
 
-Small composable pieces (graph, onnx_export, parity, trt_ops, fp16, int8, tensorrt_build, sidecar, trtexec) and one
+Small composable pieces (graph, onnx_export, parity, trt_ops, fp16, int8, tensorrt_build, trtexec; the engine sidecar lives in
+edgekd.runtime.tensorrt.sidecar) and one
 orchestration module (run) used by the CLI.
 """
 

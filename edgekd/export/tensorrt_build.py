@@ -6,7 +6,8 @@
   where BuilderFlag.FP16/INT8 and int8_calibrator are removed): the precision is in the graph itself, so the input
   is the FP16 ONNX or the Q/DQ INT8 ONNX written by `edgekd export`.
 The choice is made by probing the module (features first, version second) and recorded as `api_path`.
-tensorrt, pycuda / cuda-python are imported lazily: this module imports on machines without them.
+tensorrt and the CUDA binding are imported lazily (edgekd.runtime.tensorrt): this module imports without them.
+The GPU identity in the sidecar comes from the CUDA device the build ran on, the same definition the runtime checks.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import numpy as np
 from edgekd.export.calib import CalibSet
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
-from edgekd.export.sidecar import gpu_environment, make_sidecar, write_sidecar
+from edgekd.runtime.tensorrt import fail_unavailable, import_tensorrt
+from edgekd.runtime.tensorrt.cuda import open_cuda
+from edgekd.runtime.tensorrt.sidecar import gpu_identity, make_sidecar, write_sidecar
 from edgekd.export.trt_ops import check_trt_ops
 from edgekd.io import atomic_path, write_bytes_atomic
 from edgekd.preprocess import ARCFACE, Preprocess
@@ -49,16 +52,15 @@ def choose_api(trt, requested: str = "auto") -> str:
     return "builder-flags"
 
 
-def make_calibrator(trt, calib: CalibSet, cache: Path | None, batch_size: int):
-    """IInt8EntropyCalibrator2 over a calib/ set; device memory is allocated on the first batch (pycuda or
-    cuda-python, via the runtime's CUDA helper), so a cache hit needs no CUDA bindings at all."""
-    from edgekd.runtime.tensorrt_runtime import cuda_backend
+def make_calibrator(trt, calib: CalibSet, cache: Path | None, batch_size: int, cuda):
+    """IInt8EntropyCalibrator2 over a calib/ set, staging batches through the build's CUDA device `cuda` (pinned host
+    buffer, one device buffer); a calibration-cache hit never calls get_batch."""
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batches = (b for b in calib.batches(batch_size) if len(b) == batch_size)  # fixed calib profile
-            self.cuda = self.ptr = self.host = None
+            self.ptr = self.host = None
 
         def get_batch_size(self):
             return batch_size
@@ -67,13 +69,12 @@ def make_calibrator(trt, calib: CalibSet, cache: Path | None, batch_size: int):
             b = next(self.batches, None)
             if b is None:
                 return None
-            if self.cuda is None:
-                self.cuda = cuda_backend()
-                self.host = self.cuda.host(b.shape, np.float32)
-                self.ptr = self.cuda.alloc(b.nbytes)
+            if self.ptr is None:
+                self.host = cuda.pinned(b.shape, np.float32)
+                self.ptr = cuda.alloc(self.host.nbytes)
             self.host[...] = b
-            self.cuda.htod(self.ptr, self.host)
-            self.cuda.sync()
+            cuda.htod(self.ptr, self.host)
+            cuda.sync()
             return [self.ptr]
 
         def read_calibration_cache(self):
@@ -92,8 +93,6 @@ def build_engine(onnx_path, engine_path, precision: str | None = None, profile: 
     """Parse, configure, build and write `engine_path` + its sidecar atomically; returns the sidecar dict.
     `precision` None: the graph's own (edgekd.precision metadata), so FP16 / Q/DQ files build as themselves."""
     if trt is None:
-        from edgekd.runtime.tensorrt_runtime import import_tensorrt
-
         trt = import_tensorrt()
     lo, opt, hi = profile
     if not 1 <= lo <= opt <= hi:
@@ -118,7 +117,19 @@ def build_engine(onnx_path, engine_path, precision: str | None = None, profile: 
     needs_calib = path == "builder-flags" and precision == "int8" and graph_precision != "int8"
     if needs_calib and calib is None:
         raise EdgekdError(f"{onnx_path}: an INT8 build with TensorRT {trt.__version__} calibrates: pass --calib calib/NAME")
+    if dla_core is not None:
+        if precision not in ("fp16", "int8"):
+            raise EdgekdError(f"{onnx_path}: DLA runs fp16 or int8 only (got {precision}); pass --precision fp16")
+        profile = (opt, opt, opt)  # DLA needs a static shape: min = opt = max, else layers fall back to the GPU
+    with open_cuda() as cuda:
+        return _build(trt, onnx_path, engine_path, precision, profile, workspace_mib, timing_cache, dla_core,
+                      calib if needs_calib else None, calib_cache, path, name, pre, meta, cuda)
 
+
+def _build(trt, onnx_path, engine_path, precision, profile, workspace_mib, timing_cache, dla_core, calib, calib_cache,
+           path, name, pre, meta, cuda) -> dict:
+    """The TensorRT part of build_engine, on an open CUDA device (calibration buffers, GPU identity)."""
+    needs_calib = calib is not None
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -148,10 +159,14 @@ def build_engine(onnx_path, engine_path, precision: str | None = None, profile: 
             cprof = builder.create_optimization_profile()
             cprof.set_shape(name, *([(batch, 3, h, w)] * 3))
             config.set_calibration_profile(cprof)
-            config.int8_calibrator = make_calibrator(trt, calib, Path(calib_cache) if calib_cache else None, batch)
+            config.int8_calibrator = make_calibrator(trt, calib, Path(calib_cache) if calib_cache else None, batch, cuda)
     if dla_core is not None:
+        if not hasattr(trt, "DeviceType") or not hasattr(builder, "num_DLA_cores"):
+            fail_unavailable(trt, "DLA")
         if dla_core >= builder.num_DLA_cores:
             raise EdgekdError(f"DLA core {dla_core} requested, but this device has {builder.num_DLA_cores} DLA core(s)")
+        if path == "builder-flags":
+            config.set_flag(trt.BuilderFlag.FP16)  # DLA has no FP32: without it every layer falls back to the GPU
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
@@ -165,7 +180,7 @@ def build_engine(onnx_path, engine_path, precision: str | None = None, profile: 
     if plan is None:
         raise EdgekdError(f"{engine_path}: TensorRT build failed (see TensorRT's messages above); nothing was written")
     data = bytes(memoryview(plan))
-    side = make_sidecar(trt.__version__, gpu_environment(), precision=precision, profile=shapes, api_path=path,
+    side = make_sidecar(trt.__version__, gpu_identity(cuda), precision=precision, profile=shapes, api_path=path,
                         onnx_path=onnx_path, engine_bytes=len(data), build_seconds=seconds,
                         calib_sha256=(calib.sha256 if needs_calib else meta.get("calib")), meta=meta,
                         dla_core=dla_core)

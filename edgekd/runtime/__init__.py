@@ -44,7 +44,7 @@ def open_artifact(path: str | Path | None = None, *, model: str | None = None, d
         raise EdgekdError(f"{path}: no such file")
     kind = artifact_kind(path) if path is not None else "checkpoint"
     if kind == "engine":
-        from edgekd.runtime.tensorrt_runtime import TensorRTRuntime
+        from edgekd.runtime.tensorrt.runner import TensorRTRuntime
 
         return TensorRTRuntime(path)
     if kind == "onnx":

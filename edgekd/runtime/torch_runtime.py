@@ -1,8 +1,12 @@
 """PyTorch backend: a checkpoint (or a module) on CPU or CUDA, FP32/FP16/BF16, optional channels_last,
-torch.compile and CUDA-graph replay (one static input buffer per batch size, captured after warm-up)."""
+torch.compile and CUDA-graph replay (one static input buffer per batch size, captured after warm-up).
+
+On cuda:N every stream, graph and event is made under `torch.cuda.device(N)`: they belong to the current device,
+which is 0 unless set, not to the device of the tensors."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -72,6 +76,9 @@ class TorchRuntime(Runtime):
             t = t.pin_memory()
         return t.to(self._device, dtype=self._dtype, non_blocking=True).contiguous(memory_format=self._memory_format)
 
+    def _on_device(self):
+        return torch.cuda.device(self._device) if self._device.type == "cuda" else contextlib.nullcontext()
+
     def _graph(self, n: int) -> tuple:
         """Capture once per batch size: warm up on a side stream (cuDNN autotuning, lazy init), then record."""
         if n not in self._graphs:
@@ -94,9 +101,10 @@ class TorchRuntime(Runtime):
     def _run(self, t: torch.Tensor) -> torch.Tensor:
         if self._graphs is None:
             return self._forward(t)
-        graph, static_in, static_out = self._graph(t.shape[0])
-        static_in.copy_(t)
-        graph.replay()
+        with self._on_device():
+            graph, static_in, static_out = self._graph(t.shape[0])
+            static_in.copy_(t)
+            graph.replay()
         return static_out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -109,17 +117,18 @@ class TorchRuntime(Runtime):
         if self._device.type != "cuda":
             return None
         t = self._to_device(x)
-        if self._graphs is not None:
-            graph, static_in, _ = self._graph(t.shape[0])
-            static_in.copy_(t)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        if self._graphs is not None:
-            graph.replay()
-        else:
-            self._forward(t)
-        end.record()
-        end.synchronize()
+        with self._on_device():
+            if self._graphs is not None:
+                graph, static_in, _ = self._graph(t.shape[0])
+                static_in.copy_(t)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            if self._graphs is not None:
+                graph.replay()
+            else:
+                self._forward(t)
+            end.record()
+            end.synchronize()
         return float(start.elapsed_time(end))
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Double of cuda-python (see tests/doubles/README.md)."""

@@ -1,0 +1,1 @@
+"""Double of cuda-python's cuda.bindings."""

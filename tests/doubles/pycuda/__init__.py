@@ -1,0 +1,1 @@
+"""Double of pycuda (see tests/doubles/README.md)."""
