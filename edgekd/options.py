@@ -54,6 +54,11 @@ def check_fields(cls, values: dict, source: str, prefix: str = "") -> dict:
         hint = hints[key]
         if typing.get_origin(hint) is list and not isinstance(value, (list, tuple)) and value is not None:
             value = [value]
+        if isinstance(value, str) and _matches(0.5, hint) and not _matches(value, hint):
+            try:  # YAML 1.1 reads `1e-3` as a string; a float setting takes it as the number it spells
+                value = float(value)
+            except ValueError:
+                pass
         if not _matches(value, hint):
             raise EdgekdError(f"{source}: {prefix}{key} must be {_describe(hint)}, got {value!r}")
         out[key] = list(value) if isinstance(value, tuple) else value

@@ -2,64 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from typing import Callable
+
 import click
 
 from edgekd.cli.app import cli
+from edgekd.train.config import TrainConfig
 
-# CLI option name -> TrainConfig field where they differ
-_RENAMED = {"init": "init_weights"}
+CONFIG_FILE_HELP = "YAML/TOML/JSON file of option defaults (TrainConfig field names)."
+
+
+def _option(f: dataclasses.Field) -> Callable:
+    """The click option of one TrainConfig field: name, default, type, choices and help all come from the field."""
+    meta = f.metadata
+    names = list(meta.get("cli") or (f"--{f.name.replace('_', '-')}",))
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    kw: dict = {"help": meta.get("help") or None}
+    if f.name == "model_kwargs":  # KEY=VALUE items, parsed in config_from_options
+        return click.option(*names, "model_opt", multiple=True, metavar="KEY=VALUE", **kw)
+    if isinstance(default, bool):
+        if default:
+            names = [f"{names[0]}/--no-{names[0][2:]}"]
+        return click.option(*names, f.name, is_flag=True, default=default, show_default=default, **kw)
+    if isinstance(default, list):
+        return click.option(*names, f.name, multiple=True, **kw)
+    if meta.get("choices"):
+        kw["type"] = click.Choice(list(meta["choices"]))
+    elif default is None:
+        hint = typing.get_type_hints(TrainConfig)[f.name]
+        kw["type"] = next((t for t in (int, float) if t in typing.get_args(hint)), str)
+        if f.name == "init_weights":
+            kw["type"] = click.Path(dir_okay=False)
+    return click.option(*names, f.name, default=default, show_default=default not in (None, ""), **kw)
 
 
 def train_options(f):
-    """Every TrainConfig option. Defaults shown here are TrainConfig's; only options given on the command line
-    override --config FILE, which overrides the saved config of a --resume'd run."""
-    opts = [
-        click.option("--model", default="r18", show_default=True, help="Architecture (edgekd models list)."),
-        click.option("--model-opt", "model_opt", multiple=True, metavar="KEY=VALUE",
-                     help="Model constructor option, e.g. embedding_size=128, dropout=0.1 (repeatable)."),
-        click.option("--data", default="", help="Training data: folder, train.rec, label.txt or synthetic:IDSxPER[:SEED]."),
-        click.option("--out", default="", help="Run folder (checkpoint.pt, model.pt, log.jsonl, summary.json)."),
-        click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                     help="YAML/TOML/JSON file of option defaults (TrainConfig field names)."),
-        click.option("--num-classes", type=int, help="Expected identity count (checked against the data)."),
-        click.option("--steps", type=int, help="Optimiser steps (or --epochs; default 1 epoch)."),
-        click.option("--epochs", type=int, help="Passes over the data."),
-        click.option("--batch-size", default=128, show_default=True, help="Per process."),
-        click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True),
-        click.option("--lr", default=0.1, show_default=True),
-        click.option("--momentum", default=0.9, show_default=True),
-        click.option("--weight-decay", default=5e-4, show_default=True),
-        click.option("--schedule", type=click.Choice(["poly", "cosine", "constant"]), default="poly", show_default=True),
-        click.option("--warmup", default=0, show_default=True, help="Linear warm-up steps."),
-        click.option("--margin", type=click.Choice(["arcface", "cosface", "combined"]), default="arcface",
-                     show_default=True, help="Margin head: arcface (m2=0.5), cosface (m3=0.35) or combined (give m1-m3)."),
-        click.option("--scale", default=64.0, show_default=True, help="Logit scale s."),
-        click.option("--m1", type=float, help="Multiplicative angular margin (overrides the preset)."),
-        click.option("--m2", type=float, help="Additive angular margin (ArcFace)."),
-        click.option("--m3", type=float, help="Additive cosine margin (CosFace)."),
-        click.option("--easy-margin", is_flag=True, help="Apply the angular margin only where cos > 0."),
-        click.option("--sample-rate", "--partial-fc", "sample_rate", default=1.0, show_default=True, help="Partial FC: fraction of class centres per step."),
-        click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True,
-                     help="Mixed precision (fp16 needs CUDA and uses a GradScaler)."),
-        click.option("--grad-clip", default=5.0, show_default=True, help="Max gradient norm (0 = off)."),
-        click.option("--channels-last", is_flag=True),
-        click.option("--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips."),
-        click.option("--val", multiple=True, help="Verification set (.bin or pairs.txt), repeatable."),
-        click.option("--val-every", default=0, show_default=True, help="Steps between verifications (0 = at the end)."),
-        click.option("--val-batch-size", default=64, show_default=True),
-        click.option("--bn-recal", default=0, show_default=True, metavar="BATCHES",
-                     help="Re-estimate BatchNorm statistics on this many training batches before the final "
-                          "verification and model.pt (short or high-lr runs otherwise keep stale running averages)."),
-        click.option("--ckpt-every", default=0, show_default=True, help="Steps between checkpoints (also every epoch end)."),
-        click.option("--log-every", default=10, show_default=True),
-        click.option("--seed", default=0, show_default=True),
-        click.option("--num-workers", default=0, show_default=True, help="Data loading processes."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (torchrun: local rank)."),
-        click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint."),
-        click.option("--init", type=click.Path(dir_okay=False), help="Start from these weights (same architecture)."),
-        click.option("--resize", is_flag=True, help="Resize images that are not 112x112 instead of failing."),
-        click.option("--progress/--no-progress", default=True, show_default=True),
-    ]
+    """Every TrainConfig field as an option (defaults are TrainConfig's), plus --config FILE. Only options given on
+    the command line override --config FILE, which overrides the saved config of a --resume'd run."""
+    opts = [_option(fld) for fld in dataclasses.fields(TrainConfig)]
+    opts.insert(3, click.option("--config", "config_file", type=click.Path(dir_okay=False), help=CONFIG_FILE_HELP))
     for opt in reversed(opts):
         f = opt(f)
     return f
@@ -74,14 +57,14 @@ def config_from_options(ctx: click.Context, options: dict, extra_fields: tuple[s
 
     from edgekd.errors import EdgekdError
     from edgekd.train.checkpoint import load_checkpoint
-    from edgekd.train.config import TrainConfig, load_config_file
+    from edgekd.train.config import load_config_file
 
     given = {}
     for name, value in options.items():
         if name in ("config_file", *extra_fields):
             continue
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-            given[_RENAMED.get(name, name)] = value
+            given[name] = value
     if "model_opt" in given:
         kwargs = {}
         for item in given.pop("model_opt"):

@@ -26,9 +26,9 @@ def method_label(spec: list[tuple[str, float]]) -> str:
 
 
 def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    from edgekd.devices import resolve_device
+
+    return torch.device(resolve_device(cfg.device, "torch"))
 
 
 @torch.no_grad()

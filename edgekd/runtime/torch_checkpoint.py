@@ -46,16 +46,14 @@ def onnx_runtime_from_module(module, threads: int | None = None, meta: dict | No
     return rt
 
 
-def cpu_embed_fn(module, threads: int | None = None):
-    """The fastest CPU embedding function for a live model: ONNX Runtime when its export passes parity, else
-    PyTorch eager under inference_mode (with a warning saying why)."""
+def cpu_embed_fn(module, threads: int | None = None) -> OnnxRuntime | None:
+    """The fast CPU embedding function of a live model (in-training validation): its ONNX Runtime twin, or None
+    (with a warning saying why) when the export fails parity, so the caller keeps PyTorch. `module` is not changed."""
     try:
         return onnx_runtime_from_module(module, threads)
     except EdgekdError as e:
-        warnings.warn(f"evaluating with PyTorch eager (slower): {e}")
-        from edgekd.runtime.torch_runtime import TorchRuntime
-
-        return TorchRuntime(module=module)
+        warnings.warn(f"validating with PyTorch eager (slower): {e}")
+        return None
 
 
 def open_checkpoint(path, model: str | None = None, device: str = "cpu", precision: str = "fp32",

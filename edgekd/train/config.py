@@ -11,49 +11,65 @@ from edgekd.errors import EdgekdError
 from edgekd.io import read_settings_file
 
 
+def setting(default=None, help: str = "", choices: tuple[str, ...] | None = None, cli: tuple[str, ...] = (),
+            factory=None):
+    """A TrainConfig field with the help text and choices its command-line option shows: `edgekd train` / `distill`
+    options are generated from these fields (edgekd/cli/train_cmd.py), so every default lives here once.
+    `cli`: option names when they differ from --field-name (first one wins for the help)."""
+    meta = {"help": help, "choices": choices, "cli": cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
     """Everything a run depends on. `batch_size` is per process; steps = epochs * len(data) // global batch
     when `steps` is not given (exactly one of steps/epochs; neither means 1 epoch)."""
 
-    model: str = "r18"
-    data: str = ""
-    out: str = ""
-    model_kwargs: dict = field(default_factory=dict)
-    num_classes: int | None = None  # checked against the dataset when given
-    steps: int | None = None
-    epochs: int | None = None
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "poly"  # poly | cosine | constant
-    warmup: int = 0  # steps of linear warm-up
-    margin: str = "arcface"  # arcface | cosface | combined
-    scale: float = 64.0
-    m1: float | None = None  # None: the preset of `margin`
-    m2: float | None = None
-    m3: float | None = None
-    easy_margin: bool = False
-    sample_rate: float = 1.0  # Partial FC: fraction of class centres per step
-    amp: str = "off"  # off | bf16 | fp16
-    grad_clip: float = 5.0  # max global grad norm; 0 disables
-    channels_last: bool = False
-    flip: bool = True
-    val: list[str] = field(default_factory=list)
-    val_every: int = 0  # steps; 0 = only at the end
-    val_batch_size: int = 64
-    bn_recal: int = 0  # batches to re-estimate BatchNorm statistics on before the final validation and model.pt
-    ckpt_every: int = 0  # steps; checkpoints are also written at every epoch end
-    log_every: int = 10
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    resume: bool = False
-    init_weights: str | None = None
-    resize: bool = False  # resize non-112x112 training/val images instead of failing
-    progress: bool = True
+    model: str = setting("r18", "Architecture (edgekd models list).")
+    data: str = setting("", "Training data: folder, train.rec, label.txt or synthetic:IDSxPER[:SEED].")
+    out: str = setting("", "Run folder (checkpoint.pt, model.pt, log.jsonl, summary.json).")
+    model_kwargs: dict = setting(factory=dict, help="Model constructor option, e.g. embedding_size=128, dropout=0.1 "
+                                                    "(repeatable).", cli=("--model-opt",))
+    num_classes: int | None = setting(None, "Expected identity count (checked against the data).")
+    steps: int | None = setting(None, "Optimiser steps (or --epochs; default 1 epoch).")
+    epochs: int | None = setting(None, "Passes over the data.")
+    batch_size: int = setting(128, "Per process.")
+    optimizer: str = setting("sgd", "Optimiser.", ("sgd", "adamw"))
+    lr: float = setting(0.1, "Peak learning rate.")
+    momentum: float = setting(0.9, "SGD momentum.")
+    weight_decay: float = setting(5e-4, "Weight decay.")
+    schedule: str = setting("poly", "Learning-rate schedule after warm-up.", ("poly", "cosine", "constant"))
+    warmup: int = setting(0, "Linear warm-up steps.")
+    margin: str = setting("arcface", "Margin head: arcface (m2=0.5), cosface (m3=0.35) or combined (give m1-m3).",
+                          ("arcface", "cosface", "combined"))
+    scale: float = setting(64.0, "Logit scale s.")
+    m1: float | None = setting(None, "Multiplicative angular margin (overrides the preset).")
+    m2: float | None = setting(None, "Additive angular margin (ArcFace).")
+    m3: float | None = setting(None, "Additive cosine margin (CosFace).")
+    easy_margin: bool = setting(False, "Apply the angular margin only where cos > 0.")
+    sample_rate: float = setting(1.0, "Partial FC: fraction of class centres per step.",
+                                 cli=("--sample-rate", "--partial-fc"))
+    amp: str = setting("off", "Mixed precision (fp16 needs CUDA and uses a GradScaler).", ("off", "bf16", "fp16"))
+    grad_clip: float = setting(5.0, "Max gradient norm (0 = off).")
+    channels_last: bool = setting(False, "channels_last memory format.")
+    flip: bool = setting(True, "Random horizontal flips.")
+    val: list[str] = setting(factory=list, help="Verification set (.bin or pairs.txt), repeatable.")
+    val_every: int = setting(0, "Steps between verifications (0 = at the end).")
+    val_batch_size: int = setting(64, "Verification batch size.")
+    bn_recal: int = setting(0, "Re-estimate BatchNorm statistics on this many training batches before the final "
+                               "verification and model.pt (short or high-lr runs otherwise keep stale running "
+                               "averages).")
+    ckpt_every: int = setting(0, "Steps between checkpoints (also every epoch end).")
+    log_every: int = setting(10, "Steps between log lines.")
+    seed: int = setting(0, "Seed of weights, data order and augmentation.")
+    num_workers: int = setting(0, "Data loading processes.")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N (torchrun: local rank); auto = CUDA when torch sees one.")
+    resume: bool = setting(False, "Continue the run in --out from its checkpoint.")
+    init_weights: str | None = setting(None, "Start from these weights (same architecture).", cli=("--init",))
+    resize: bool = setting(False, "Resize images that are not 112x112 instead of failing.")
+    progress: bool = setting(True, "Progress bar.")
 
     def margins(self) -> tuple[float, float, float]:
         """(m1, m2, m3): the preset of `margin`, overridden by explicit values."""
@@ -71,11 +87,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise EdgekdError(f"{source}: unknown option(s) {', '.join(unknown)}")
-        return cls(**d)
+        """Checked against the fields' types (edgekd.options): a wrong key or type is a one-line error."""
+        from edgekd.options import check_fields
+
+        return cls(**check_fields(cls, d, source))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

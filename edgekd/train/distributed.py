@@ -31,8 +31,9 @@ def setup(device: str = "auto") -> Context:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from edgekd.devices import resolve_device
+
+    device = resolve_device(device, "torch")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise EdgekdError(f"--device {device}: CUDA is not available on this machine")
