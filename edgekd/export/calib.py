@@ -143,7 +143,8 @@ class CalibSet:
 
 
 def open_calib(path: str | os.PathLike, preprocess: Preprocess | None = None, verify: bool = True) -> CalibSet:
-    """Open and check a set: manifest present, count > 0, shard hashes intact, preprocessing equal to the model's."""
+    """Open and check a set: manifest well-formed, count > 0, shard hashes intact, every shard a finite float32
+    N x 3 x H x W array of the manifest's size, preprocessing equal to the model's."""
     root = Path(path)
     mpath = root / "manifest.json"
     if not mpath.is_file():
@@ -151,14 +152,54 @@ def open_calib(path: str | os.PathLike, preprocess: Preprocess | None = None, ve
     m = read_json(mpath)
     if not isinstance(m, dict) or m.get("kind") != "calib" or "shards" not in m:
         raise EdgekdError(f"{mpath}: not an edgekd calibration manifest")
-    if int(m.get("count", 0)) <= 0 or sum(s["count"] for s in m["shards"]) != m["count"]:
-        raise EdgekdError(f"{root}: calibration set is empty or its shard counts do not add up to count={m.get('count')}")
+    pre = _manifest_preprocess(m, mpath)
+    if _count(m.get("count")) is None or not isinstance(m["shards"], list) or not all(
+            isinstance(x, dict) and _count(x.get("count")) is not None and isinstance(x.get("file"), str)
+            and isinstance(x.get("sha256"), str) for x in m["shards"]):
+        raise EdgekdError(f"{mpath}: malformed manifest (count, and shards as {{file, count, sha256}} entries)")
+    if m["count"] == 0 or sum(x["count"] for x in m["shards"]) != m["count"]:
+        raise EdgekdError(f"{root}: calibration set is empty or its shard counts do not add up to count={m['count']}")
+    for x in m["shards"]:
+        if Path(x["file"]).name != x["file"] or x["file"] in ("", ".", ".."):
+            raise EdgekdError(f"{mpath}: shard file {x['file']!r} is not a plain file name inside the set")
     if verify:
-        for s in m["shards"]:
-            f = root / s["file"]
-            if not f.is_file() or sha256_file(f) != s["sha256"]:
+        for x in m["shards"]:
+            f = root / x["file"]
+            if not f.is_file() or sha256_file(f) != x["sha256"]:
                 raise EdgekdError(f"{f}: shard missing or sha256 mismatch (the set was modified; re-make it)")
-    if preprocess is not None and Preprocess.from_dict(m["preprocess"]) != preprocess:
+            _check_shard(f, x["count"], (3, *pre.input_size))
+    if preprocess is not None and pre != preprocess:
         raise EdgekdError(f"{root}: made with preprocessing {m['preprocess']} but the model expects "
                           f"{preprocess.to_dict()}; make a set with `edgekd calib make --model NAME`")
     return CalibSet(root, m, sha256_file(mpath))
+
+
+def _count(v) -> int | None:
+    """A non-negative integer count (JSON true/false or 1.5 are not counts)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _manifest_preprocess(m: dict, mpath: Path) -> Preprocess:
+    try:
+        pre = Preprocess.from_dict(m["preprocess"])
+        h, w = (int(v) for v in pre.input_size)
+        ok = h > 0 and w > 0 and len(pre.mean) == len(pre.std) == 3 and all(np.isfinite(pre.mean + pre.std))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise EdgekdError(f"{mpath}: malformed manifest: preprocess must hold input_size [H, W], mean and std")
+    return pre
+
+
+def _check_shard(f: Path, count: int, shape: tuple[int, ...]) -> None:
+    """What the calibrators need from a shard, checked before ONNX Runtime or TensorRT sees it."""
+    try:
+        x = np.load(f, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - numpy's header errors: ValueError, EOFError, UnpicklingError...
+        raise EdgekdError(f"{f}: not a plain .npy array ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+    if x.dtype != np.float32 or x.shape != (count, *shape):
+        raise EdgekdError(f"{f}: holds {x.dtype} {list(x.shape)}, expected float32 [{count}, {', '.join(map(str, shape))}] "
+                          "(preprocessed N x 3 x H x W faces)")
+    for i in range(0, count, SHARD):
+        if not np.isfinite(x[i : i + SHARD]).all():
+            raise EdgekdError(f"{f}: holds NaN or infinite values (samples {i}..{min(i + SHARD, count) - 1})")

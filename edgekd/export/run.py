@@ -84,8 +84,7 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
     torch_model, info = open_model(weights, model, log)
     pre = info["preprocess"]
     out = Path(out or f"engines/{info['model']}.onnx")
-    check_writable_dir(out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(out.parent)  # before any work; atomic_path creates the folder with the first artifact
     calib_set = open_calib(calib, pre) if calib else None
     from edgekd.export.gate import int8_stage, prepare
 
