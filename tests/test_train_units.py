@@ -23,15 +23,27 @@ def test_schedules():
 
 
 def test_convergence_verdicts():
-    ok, note = assess([20.0, 18.0, 15.0, 12.0, 10.0], [0.6, 0.8, 0.9])
-    assert ok and note.startswith("converged")
-    ok, note = assess([20.0, 20.5, 19.9, 20.2, 20.1], [])
-    assert not ok and "loss did not fall" in note
-    ok, note = assess([20.0, 10.0], [0.52])
-    assert not ok and "chance level" in note
-    ok, note = assess([20.0, 10.0], [0.7, 0.95, 0.80])
-    assert not ok and "fell from its best 0.9500" in note
-    assert not assess([20.0], [])[0]
+    falling = [30.0, 26.0, 22.0, 18.0, 14.0, 11.0, 9.0, 7.5, 6.5, 6.0]
+    v = assess(falling, [0.62, 0.68], num_classes=100, aucs=[0.70, 0.74])  # a briefly trained student
+    assert (v.verdict, v.converged) == ("learning, not converged", False) and "still falls" in v.note
+    assert "log(100) = 4.61" in v.note and "AUC 0.740" in v.note
+    level = [30.0, 20.0, 10.0, 5.0, 3.0, 2.0, 1.2, 1.19, 1.18, 1.18]
+    v = assess(level, [0.9, 0.95], num_classes=100, aucs=[0.97, 0.99])
+    assert v.converged and v.note.startswith("converged: the loss levelled off")
+    v = assess(level, [0.9, 0.95], num_classes=2, aucs=[0.97, 0.99])  # levelled off above log(2): not converged
+    assert v.verdict == "learning, not converged" and "uniform guess" in v.note
+    v = assess([20.0, 20.5, 19.9, 20.2, 20.1], [])
+    assert v.verdict == "not learning" and "loss did not fall" in v.note
+    v = assess(falling, [0.5], num_classes=100, aucs=[0.51])
+    assert v.verdict == "not learning" and "verification is at chance" in v.note
+    assert assess(level, [], num_classes=1_000_000).converged  # no verification: 1.18 beats log(1e6) = 13.8
+    v = assess([40.0, 38.0, 37.0, 36.5, 36.4], [], num_classes=10)
+    assert v.verdict == "not learning" and "no better than a uniform guess" in v.note
+    v = assess(level, [0.7, 0.95, 0.80], num_classes=100, aucs=[0.9, 0.98, 0.9])
+    assert v.verdict == "learning, not converged" and "fell from its best 0.9500" in v.note
+    v = assess(level[:3] + [float("nan")], [])
+    assert v.verdict == "not learning"
+    assert assess([20.0], []).verdict == "too short to tell" and not assess([20.0], []).converged
 
 
 def test_epoch_batches_shard_the_global_batch_deterministically():

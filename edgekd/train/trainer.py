@@ -349,6 +349,8 @@ class Trainer:
                 "img_per_s": img / secs if secs > 0 else 0.0}
         self.pending = {}
         self.history["loss"].append(line["loss"])
+        # the margin (cross-entropy) part alone, compared with a uniform guess; distillation adds KD terms to "loss"
+        self.history.setdefault("margin_loss", []).append(line.get("arcface", line["loss"]))
         self._write_log(line)
         return line
 
@@ -373,14 +375,23 @@ class Trainer:
         if not self.val_sets:
             return {}
         self.model.eval()
+        fast = None
+        if self.device.type == "cpu" and self.amp_dtype is None:  # ONNX Runtime: several times PyTorch eager on CPU
+            from edgekd.runtime.torch_checkpoint import cpu_embed_fn
+
+            fast = cpu_embed_fn(self.model)
         try:
-            results = {v.name: evaluate(self.embed, v, self.model.preprocess, batch_size=self.cfg.val_batch_size,
-                                        progress=False) for v in self.val_sets}
+            results = {v.name: evaluate(fast or self.embed, v, self.model.preprocess,
+                                        batch_size=self.cfg.val_batch_size, progress=False) for v in self.val_sets}
         finally:
+            if fast is not None:
+                fast.close()
             self.model.train()
         accs = {name: r["accuracy_mean"] for name, r in results.items()}
+        aucs = {name: r["auc"] for name, r in results.items()}
         self.history["val"].append([self.step, accs])
-        self._write_log({"step": self.step, "val": accs})
+        self.history.setdefault("val_auc", []).append([self.step, aucs])
+        self._write_log({"step": self.step, "val": accs, "val_auc": aucs})
         if bar is not None:
             bar.write(f"step {self.step}: " + ", ".join(f"{n} {a:.4f}" for n, a in accs.items()))
         return results
@@ -439,7 +450,10 @@ class Trainer:
 
         cfg = self.cfg
         accs = [a[next(iter(a))] for _, a in self.history["val"]]
-        converged, note = assess(self.history["loss"], accs)
+        aucs = [a[next(iter(a))] for _, a in self.history.get("val_auc", [])]
+        classes = max(2, round(cfg.sample_rate * self.num_classes))  # Partial FC: the classes each step scores
+        verdict = assess(self.history["loss"], accs, classes, aucs, self.history.get("margin_loss"))
+        converged, note = verdict.converged, verdict.note
         first = final[next(iter(final))] if final else None
         summary = {
             "kind": self.meta["kind"],
@@ -463,6 +477,7 @@ class Trainer:
             "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "final_loss": self.history["loss"][-1] if self.history["loss"] else None,
             "converged": converged,
+            "convergence": verdict.verdict,
             "convergence_note": note,
             "checkpoint": str(self.model_path),
             "verification": first,
