@@ -84,7 +84,7 @@ def load_verification(path: str | os.PathLike, images_root: str | os.PathLike | 
     """An insightface `.bin` or an LFW-style `pairs.txt` (images from `images_root`, default `aligned_112x112/` beside it)."""
     path = Path(path)
     if not path.is_file():
-        raise EdgekdError(f"{path}: no such file")
+        raise EdgekdError(f"{path}: " + ("is a folder, expected a .bin or pairs.txt file" if path.is_dir() else "no such file"))
     if path.suffix == ".bin":
         return _load_bin(path, resize, size)
     return _load_pairs(path, images_root, resize, size)

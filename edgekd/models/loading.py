@@ -40,7 +40,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     """(state_dict, edgekd meta block or {}) from any supported file, wrappers and prefixes removed."""
     path = Path(path)
     if not path.is_file():
-        raise EdgekdError(f"{path}: no such file")
+        raise EdgekdError(f"{path}: " + ("is a folder, expected a weights file" if path.is_dir() else "no such file"))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt, non-torch or unsafe-pickle files
