@@ -135,3 +135,10 @@ def test_limit_pairs_balanced_per_fold():
     j = int(np.nonzero(small.folds == 3)[0][0])
     assert np.array_equal(small.image(small.pairs[j, 0]), full.image(full.pairs[k, 0]))
     assert limit_pairs(full, None) is full and limit_pairs(full, 100) is full
+
+
+def test_fold_subset_is_labelled_as_pairs_txt_numbers_folds():
+    from edgekd.data import synthetic_verification_set
+
+    held_out = synthetic_verification_set(pairs_per_fold=2).subset([5, 6, 7, 8, 9])  # 0-based ids of folds 6-10
+    assert held_out.name.endswith("[folds 6,7,8,9,10]")

@@ -1,5 +1,6 @@
 """Face data: verification sets (.bin, pairs.txt), training datasets (RecordIO, folders, label lists, synthetic),
-alignment from raw photos. numpy + Pillow only; the torch wrapper loads lazily."""
+alignment from raw photos, fold lists (folds.py) and which data a run uses (plan.py). numpy + Pillow only; the
+torch wrapper loads lazily."""
 
 from edgekd.data.datasets import FaceDataset, open_dataset, pack_dataset
 from edgekd.data.image import FACE_SIZE, decode_image

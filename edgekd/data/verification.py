@@ -56,11 +56,12 @@ class VerificationSet:
         return np.stack(out) if out else np.zeros((0, *self.size, 3), np.uint8)
 
     def subset(self, folds: Iterable[int]) -> "VerificationSet":
-        """The pairs of the given fold ids (0-based), re-indexed onto only the images they use."""
+        """The pairs of the given fold ids (0-based), re-indexed onto only the images they use. The name shows the
+        folds as pairs.txt numbers them (1..10), as every --folds option does."""
         keep = np.isin(self.folds, list(folds))
         used, inverse = np.unique(self.pairs[keep], return_inverse=True)
         parent = self
-        return VerificationSet(f"{self.name}[folds {','.join(map(str, sorted(set(folds))))}]", self.source,
+        return VerificationSet(f"{self.name}[folds {','.join(str(f + 1) for f in sorted(set(folds)))}]", self.source,
                                inverse.reshape(-1, 2), self.issame[keep], self.folds[keep], len(used),
                                lambda k: parent.image(used[k]), lambda: parent.sha256, self.size, self.note)
 
@@ -108,10 +109,11 @@ def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     """(2N encoded images, N issame flags); images may be `bytes` or numpy uint8 arrays of JPEG bytes (small_lfw.bin)."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            obj = _BinUnpickler(f, encoding="bytes").load()
+        raw = path.read_bytes()  # unpickled from memory: a corrupt length field cannot ask for more than the file holds
     except OSError as e:
         raise EdgekdError(f"{path}: cannot read ({e.strerror or e})") from e
+    try:
+        obj = _BinUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as e:  # truncated / not a pickle: EOFError, UnpicklingError, ValueError...
         raise EdgekdError(f"{path}: not a readable insightface .bin pickle ({type(e).__name__}: {e})") from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
