@@ -118,13 +118,17 @@ def engine_complexity(engine: str | Path) -> dict | None:
     """From the engine's sidecar JSON (`params`/`gflops`), else the same-named ONNX beside it when it is the one the
     engine was built from (sidecar `onnx_sha256`)."""
     engine = Path(engine)
-    sidecar = Path(str(engine) + ".json")
+    from edgekd.runtime.tensorrt.sidecar import sidecar_path
+
+    sidecar = sidecar_path(engine)
     meta = {}
     if sidecar.exists():
         try:
             meta = json.loads(sidecar.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):
             meta = {}
+    if not isinstance(meta, dict):  # the runtime refuses such a sidecar with its own one-line error
+        meta = {}
     if meta.get("gflops") is not None:
         return {"params": meta.get("params"), "gflops": float(meta["gflops"]),
                 "macs": round(float(meta["gflops"]) * 1e9), "source": "engine-sidecar"}

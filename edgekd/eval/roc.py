@@ -7,13 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.eval.metrics import roc_curve
+from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path
 
 
 def plot_roc(path: str | Path, scores: np.ndarray, issame: np.ndarray, title: str = "") -> Path:
     """TAR against FAR on a log FAR axis (the region deployments care about), written atomically."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:  # the torch-free Jetson install has no matplotlib
+        raise EdgekdError(f"{path}: writing a ROC plot needs matplotlib (pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
