@@ -36,21 +36,12 @@ METHODS = {
 
 
 def training_list(aligned: Path, pairs: Path, work: Path, max_per_id: int) -> Path:
-    """label.txt of fold 1-5 identities with >= 2 aligned images, at most `max_per_id` each (sorted, deterministic)."""
-    from edgekd.data import lfw_fold_identities
-    from edgekd.io import write_text_atomic
+    """label.txt of fold 1-5 identities with >= 2 aligned images, at most `max_per_id` each (sorted, deterministic):
+    edgekd.data.plan.lfw_training_list, the list the pipeline trains on."""
+    from edgekd.data.plan import lfw_training_list
 
-    names = sorted(lfw_fold_identities(pairs, range(1, 6)))
-    lines, label = [], 0
-    for name in names:
-        d = aligned / name
-        imgs = sorted(d.glob("*.jpg")) if d.is_dir() else []
-        if len(imgs) < 2:
-            continue
-        lines += [f"{p.resolve()}\t{label}" for p in imgs[:max_per_id]]
-        label += 1
     out = work / f"train_folds1-5_min2_max{max_per_id}.txt"
-    write_text_atomic(out, "\n".join(lines) + "\n")
+    lfw_training_list(pairs, Path(aligned).resolve(), out, folds=range(1, 6), min_images=2, max_images=max_per_id)
     return out
 
 

@@ -3,6 +3,7 @@
 import click
 
 from edgekd.cli.app import cli
+from edgekd.runtime.base import TORCH_PRECISIONS
 
 
 def _batches(ctx, param, value: str) -> tuple[int, ...]:
@@ -21,7 +22,8 @@ def _batches(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--model", help="Registry model name (PyTorch; random init unless --weights).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="PyTorch checkpoint (architecture auto-detected).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N (ONNX: also tensorrt, auto).")
-@click.option("--precision", default="fp32", show_default=True, help="PyTorch precision (fp32, fp16, bf16).")
+@click.option("--precision", type=click.Choice(TORCH_PRECISIONS), default="fp32", show_default=True,
+              help="PyTorch compute precision (artifacts carry their own).")
 @click.option("--batch-sizes", "-b", default="1,8,32", show_default=True, callback=_batches,
               help="Comma-separated batch sizes.")
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(0), help="Untimed calls per batch size.")

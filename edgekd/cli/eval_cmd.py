@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from edgekd.cli.app import cli
+from edgekd.runtime.base import TORCH_PRECISIONS
 
 
 @cli.command("eval")
@@ -26,7 +27,7 @@ from edgekd.cli.app import cli
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--resize", is_flag=True, help="Resize images of another size (with a warning) instead of failing.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda[:N], auto (PyTorch / ONNX Runtime).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(TORCH_PRECISIONS), default="fp32", show_default=True,
               help="PyTorch compute precision (artifacts carry their own).")
 @click.option("--channels-last", is_flag=True, help="PyTorch: channels_last memory format.")
 @click.option("--compile", "use_compile", is_flag=True, help="PyTorch: torch.compile the model.")

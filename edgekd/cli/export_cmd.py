@@ -3,8 +3,9 @@
 import click
 
 from edgekd.cli.app import cli
+from edgekd.runtime.base import ARTIFACT_PRECISIONS
 
-PRECISION = click.Choice(["fp32", "fp16", "int8"])
+PRECISION = click.Choice(ARTIFACT_PRECISIONS)
 API = click.Choice(["auto", "builder-flags", "strongly-typed"])
 
 

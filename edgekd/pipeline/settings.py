@@ -153,7 +153,9 @@ def _check(cfg: PipelineConfig, source: str) -> None:
     for s in cfg.students:
         if not isinstance(s, dict) or "model" not in s:
             raise EdgekdError(f"{source}: each student needs a `model` (got {json.dumps(s)})")
-    bad = [p for p in cfg.export.precisions if p not in ("fp32", "fp16", "int8")]
+    from edgekd.runtime.base import ARTIFACT_PRECISIONS
+
+    bad = [p for p in cfg.export.precisions if p not in ARTIFACT_PRECISIONS]
     if bad or "fp32" not in cfg.export.precisions:
         raise EdgekdError(f"{source}: export.precisions must include fp32 and only fp32/fp16/int8 (got "
                           f"{cfg.export.precisions})")

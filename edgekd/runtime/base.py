@@ -10,6 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import EdgekdError
+
+# One vocabulary for "precision": the number format a model computes in, wherever it runs. A PyTorch checkpoint
+# computes in fp32 / fp16 / bf16 (a torch dtype); an exported artifact (ONNX file, TensorRT engine) is fp32, fp16 or
+# int8 and carries its precision in its metadata. Every CLI choice and setting takes its values from here.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
+ARTIFACT_PRECISIONS = ("fp32", "fp16", "int8")
 from edgekd.preprocess import Preprocess
 
 
