@@ -3,13 +3,14 @@ pretrained MobileFaceNets on LFW view-2 folds 6-7, with every artifact's embeddi
 
 Per model: a calibration set drawn from the identities of folds 1-5 (`edgekd calib make --folds 1-5`, disjoint from
 the verified folds), `edgekd export` (edgekd.export.run.export_model: FP32 parity-checked against PyTorch, FP16, one
-INT8 Q/DQ file per calibration method), then each artifact evaluated with edgekd.eval.evaluate on ONNX Runtime with
-the FP32 ONNX as reference: accuracy ± fold std, its delta to FP32, TAR@FAR, AUC, and the min / mean cosine between
-the artifact's and the FP32 embedding of every verified image.
+INT8 Q/DQ file per calibration method), then every verified image embedded once per artifact on ONNX Runtime
+(edgekd.eval.embed_images) and scored with edgekd.eval.verification_metrics: accuracy ± fold std, its delta to FP32,
+TAR@FAR, AUC, and the min / mean cosine between the artifact's and the FP32 artifact's embedding of every verified
+image. No flip test-time augmentation by default (--flip): it halves the cost and compares the artifacts directly.
 
     nice -n 10 python benchmarks/export_accuracy.py [--models foamliu,xiaoccer] [--folds 6-7] [--calib-n 512]
 
-Calibration sets, exports and evaluations are cached in --work (keyed by checkpoint / artifact sha256).
+Calibration sets, exports and embeddings are cached in --work (keyed by checkpoint / artifact sha256).
 Writes benchmarks/results/export_accuracy.json and .md.
 """
 
@@ -22,8 +23,8 @@ from pathlib import Path
 from _common import RESULTS, ROOT, Record, edgekd_cmd, inputs_lines, machine_line, pct, write_result
 
 MODELS = {
-    "foamliu": ("mobilefacenet_ms1m_foamliu", ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt"), "sum"),
-    "xiaoccer": ("mobilefacenet_casia_xiaoccer", ("weights", "mobilefacenet_casia_xiaoccer", "068.ckpt"), "concat"),
+    "foamliu": ("mobilefacenet_ms1m_foamliu", ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt")),
+    "xiaoccer": ("mobilefacenet_casia_xiaoccer", ("weights", "mobilefacenet_casia_xiaoccer", "068.ckpt")),
 }
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -58,25 +59,42 @@ def export_cached(model: str, weights: Path, sha: str, calib: Path, work: Path) 
     return export_model(weights=weights, model=model, out=onnx, calib=calib, calib_methods=METHODS, log=print)
 
 
-def evaluate_artifact(path: Path, sha: str, ref_path: Path, ref_sha: str, vset, folds_tag: str, flip: str,
-                      threads: int, work: Path) -> dict:
-    """Accuracy of one artifact plus its embeddings' cosine to the FP32 ONNX's on the same images (cached)."""
-    from edgekd.eval import evaluate
-    from edgekd.io import read_json, write_json_atomic
+def embed_cached(path: Path, sha: str, vset, folds_tag: str, flip: str, threads: int, work: Path) -> dict:
+    """L2-normalised embeddings of every verified image through one artifact (cached by the artifact's sha256)."""
+    import numpy as np
+
+    from edgekd.eval import embed_images
+    from edgekd.io import atomic_path
     from edgekd.runtime.onnx_runtime import OnnxRuntime
 
-    out = work / "evals" / f"{sha[:16]}.f{folds_tag}.{flip}.ref{ref_sha[:12]}.json"
-    if out.is_file():
-        return read_json(out)
-    rt, ref = OnnxRuntime(path, intra_op_threads=threads), OnnxRuntime(ref_path, intra_op_threads=threads)
+    cache = work / "embeddings" / f"{sha[:16]}.f{folds_tag}.{flip}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
+    rt = OnnxRuntime(path, intra_op_threads=threads)
     try:
-        r = evaluate(rt, vset, rt.preprocess, flip=flip, progress=True, reference=(ref, ref.preprocess))
+        e = embed_images(rt, vset, rt.preprocess, flip=flip, progress=True)
     finally:
         rt.close()
-        ref.close()
-    r.update(artifact=str(path), artifact_sha256=sha, reference_artifact=str(ref_path), reference_sha256=ref_sha)
-    write_json_atomic(out, r)
-    return r
+    out = {"index": e.index, "emb": e.emb, "seconds": np.float64(e.seconds)}
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **out)
+    return out
+
+
+def score(e: dict, ref: dict, vset) -> dict:
+    """Verification metrics of the embeddings, and their cosine to the reference (FP32) embeddings, image by image."""
+    import numpy as np
+
+    from edgekd.eval import verification_metrics
+
+    r1, r2 = (np.searchsorted(e["index"], vset.pairs[:, k]) for k in (0, 1))
+    m = verification_metrics(e["emb"][r1], e["emb"][r2], vset.issame, vset.folds)
+    if not np.array_equal(e["index"], ref["index"]):
+        raise SystemExit("artifact and FP32 embeddings cover different images")
+    cos = np.sum(e["emb"].astype(np.float64) * ref["emb"], axis=1)
+    return {**{k: m[k] for k in ("accuracy_mean", "accuracy_std", "fold_accuracies", "tar_at_far", "eer", "auc")},
+            "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "embed_seconds": float(e["seconds"])}
 
 
 def markdown(result: dict) -> str:
@@ -86,13 +104,13 @@ def markdown(result: dict) -> str:
              f"Verification: LFW view-2 folds {folds[0]}–{folds[-1]} ({result['num_pairs']} pairs, "
              f"{result['num_images']} images), ONNX Runtime CPU. Calibration: {result['calib_n']} faces drawn from the "
              "identities of folds 1–5 (`edgekd calib make --folds 1-5`; identity-disjoint from the verified folds). "
-             "Cosine: between each artifact's embedding and the FP32 ONNX's, over every verified image (flip mode "
-             "applied).", "",
-             "| model | flip | artifact | accuracy | Δ vs FP32 | TAR@FAR 1e-2 | AUC | min cos vs FP32 | mean cos vs FP32 "
-             "| size MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+             f"Flip test-time augmentation: {result['flip']}. Cosine: between each artifact's embedding and the FP32 "
+             "ONNX's, image by image over every verified image.", "",
+             "| model | artifact | accuracy | Δ vs FP32 | TAR@FAR 1e-2 | AUC | min cos vs FP32 | mean cos vs FP32 "
+             "| size MiB |", "|---|---|---|---|---|---|---|---|---|"]
     for m in result["models"]:
         for key, a in m["artifacts"].items():
-            lines.append(f"| {m['model']} | {m['flip']} | {key} | {pct(a['accuracy_mean'])} ± {pct(a['accuracy_std'])} "
+            lines.append(f"| {m['model']} | {key} | {pct(a['accuracy_mean'])} ± {pct(a['accuracy_std'])} "
                          f"% | {a['delta_pt']:+.2f} pt | {pct(a['tar_at_far'].get('1e-02'))} % | {a['auc']:.5f} | "
                          f"{a['cosine_min']:.5f} | {a['cosine_mean']:.5f} | {a['bytes'] / 2**20:.2f} |")
     lines += ["", "ONNX parity (FP32 ONNX vs PyTorch at batch 1 and the parity batch, real aligned LFW faces): "
@@ -108,6 +126,7 @@ def main() -> None:
     ap.add_argument("--folds", default="6-7", help="LFW view-2 folds to verify on (1-based)")
     ap.add_argument("--calib-n", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--flip", default="none", choices=["none", "sum", "concat"], help="flip test-time augmentation")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "benchmarks" / "export_accuracy")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args()
@@ -130,7 +149,7 @@ def main() -> None:
     tag = a.folds.replace(",", "_")
     models = []
     for key in a.models.split(","):
-        model, parts, flip = MODELS[key]
+        model, parts = MODELS[key]
         weights = shared_path(*parts)
         if weights is None:
             raise SystemExit(f"shared weights {'/'.join(parts)} not found")
@@ -138,25 +157,24 @@ def main() -> None:
         calib = calib_set(pairs, model, a.calib_n, a.work)
         report = export_cached(model, weights, sha, calib, a.work)
         fp32 = report["artifacts"]["fp32"]
+        embs = {}
+        for akey, art in report["artifacts"].items():
+            print(f"{model} {akey}: embedding folds {a.folds} through {art['path']} ...", flush=True)
+            embs[akey] = embed_cached(Path(art["path"]), art["sha256"], vset, tag, a.flip, a.threads, a.work)
         arts = {}
         for akey, art in report["artifacts"].items():
-            print(f"{model} {akey}: evaluating {art['path']} on folds {a.folds} ...", flush=True)
-            e = evaluate_artifact(Path(art["path"]), art["sha256"], Path(fp32["path"]), fp32["sha256"], vset, tag,
-                                  flip, a.threads, a.work)
             arts[akey] = {"path": art["path"], "sha256": art["sha256"], "bytes": art["bytes"],
-                          **{k: e[k] for k in ("accuracy_mean", "accuracy_std", "fold_accuracies", "tar_at_far",
-                                               "eer", "auc")},
-                          "cosine_min": e["reference"]["cosine_min"], "cosine_mean": e["reference"]["cosine_mean"],
-                          "parity_faces_vs_fp32": art["vs_fp32"], "data_sha256": e["data_sha256"]}
-            print(f"{model} {akey}: {pct(e['accuracy_mean'])} %, min cos vs FP32 {e['reference']['cosine_min']:.5f}",
-                  flush=True)
+                          **score(embs[akey], embs["fp32"], vset), "parity_faces_vs_fp32": art["vs_fp32"]}
+            print(f"{model} {akey}: {pct(arts[akey]['accuracy_mean'])} %, min cos vs FP32 "
+                  f"{arts[akey]['cosine_min']:.5f}", flush=True)
         base = arts["fp32"]["accuracy_mean"]
         for v in arts.values():
             v["delta_pt"] = round(100 * (v["accuracy_mean"] - base), 4)
-        models.append({"key": key, "model": model, "weights": str(weights), "weights_sha256": sha, "flip": flip,
+        models.append({"key": key, "model": model, "weights": str(weights), "weights_sha256": sha,
                        "calib": {"path": str(calib), **(report.get("calib") or {})}, "parity": report["parity"],
                        "artifacts": arts})
-    result = {"kind": "benchmark", "name": "export_accuracy", "data": str(pairs), "folds": folds,
+    result = {"kind": "benchmark", "name": "export_accuracy", "data": str(pairs), "data_sha256": vset.sha256,
+              "folds": folds, "flip": a.flip,
               "num_pairs": len(vset), "num_images": vset.num_images, "calib_n": a.calib_n, "models": models,
               "run": rec.finish({"onnxruntime_intra_op": a.threads})}
     write_result("export_accuracy", result, markdown(result), a.out)
