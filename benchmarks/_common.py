@@ -47,7 +47,8 @@ def wait_for_quiet(max_wait_s: float, poll_s: float = 15.0, log=print) -> dict:
     n, start, t0 = cores(), load1(), time.monotonic()
     load = start
     while load is not None and load >= n and time.monotonic() - t0 < max_wait_s:
-        log(f"machine busy: load average {load:.2f} >= {n} cores; waiting (at most {max_wait_s - (time.monotonic() - t0):.0f} s more)")
+        left = max_wait_s - (time.monotonic() - t0)
+        log(f"machine busy: load average {load:.2f} >= {n} cores; waiting (at most {left:.0f} s more)")
         time.sleep(min(poll_s, max(0.0, max_wait_s - (time.monotonic() - t0))))
         load = load1()
     busy = load is not None and load >= n
