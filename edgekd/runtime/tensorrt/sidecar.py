@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from pathlib import Path
 
 from edgekd import __version__
@@ -103,6 +104,13 @@ def read_sidecar(engine: str | Path) -> dict:
     missing = [k for k in REQUIRED if not isinstance(side.get(k), (str, list)) or not side.get(k)]
     if missing:
         raise EdgekdError(f"{path}: engine sidecar lacks {', '.join(missing)}")
+    try:
+        cc = normalise_cc(side["compute_capability"])
+    except (TypeError, ValueError):
+        cc = ""
+    if not re.fullmatch(r"\d+\.\d+", cc):
+        raise EdgekdError(f"{path}: engine sidecar field 'compute_capability' is "
+                          f"{json.dumps(side['compute_capability'])[:40]}, expected a version such as \"8.7\"")
     for key, kind in (("dla_core", int), ("profile", dict), ("preprocess", dict), ("embedding_size", int)):
         if side.get(key) is not None and (not isinstance(side[key], kind) or isinstance(side[key], bool)):
             raise EdgekdError(f"{path}: engine sidecar field {key!r} should be {kind.__name__}, "
