@@ -12,7 +12,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 import _distill_tiny  # noqa: E402,F401  (registers distill_tiny)
 
-from edgekd.distill.methods import METHODS, Context, Features, build_methods, parse_methods, parse_options  # noqa: E402
+from edgekd.distill.methods import METHODS, MethodShapes, Features, build_methods, parse_methods, parse_options  # noqa: E402
 from edgekd.distill.objective import DistillObjective  # noqa: E402
 from edgekd.distill.teacher import Teacher, embed_dataset, fit_teacher_head  # noqa: E402
 from edgekd.errors import EdgekdError  # noqa: E402
@@ -39,7 +39,7 @@ def test_each_method_loss_decreases(name):
     teacher, student = nn.Linear(20, 8), nn.Linear(20, 12)
     proj, own_head = nn.Linear(12, 8, bias=False), nn.Parameter(torch.randn(4, 12))
     centres = nn.functional.normalize(torch.randn(4, 8), dim=1)
-    method = build_methods([(name, 1.0)], parse_options([], [name]), Context(12, 8, 4))[0]
+    method = build_methods([(name, 1.0)], parse_options([], [name]), MethodShapes(12, 8, 4))[0]
     params = list(student.parameters()) + list(proj.parameters()) + [own_head]
     opt = torch.optim.Adam(params, lr=0.02)
     losses = []
@@ -170,7 +170,7 @@ def test_bad_method_specs_are_one_line_errors(spec, opts, msg):
 def test_bad_method_values_are_errors():
     for opts, msg in ((["soft.temperature=0"], "temperature"), (["soft.alpha=1.5"], "alpha")):
         with pytest.raises(EdgekdError, match=msg):
-            build_methods([("soft", 1.0)], parse_options(opts, ["soft"]), Context(8, 8, 4))
+            build_methods([("soft", 1.0)], parse_options(opts, ["soft"]), MethodShapes(8, 8, 4))
     with pytest.raises(EdgekdError, match="spatial size"):
         build_methods([("adv", 1.0)], parse_options(["adv.disc=conv"], ["adv"]),
-                      Context(8, 8, 4, student_fmap=(8, 7, 7), teacher_fmap=(8, 7, 6)))
+                      MethodShapes(8, 8, 4, student_fmap=(8, 7, 7), teacher_fmap=(8, 7, 6)))

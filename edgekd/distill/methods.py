@@ -36,7 +36,7 @@ class Features:
 
 
 @dataclass
-class Context:
+class MethodShapes:
     """What a method may need to build itself; fmap shapes are (C, h, w) from one dry forward of each network."""
 
     student_dim: int
@@ -85,7 +85,7 @@ class SoftTarget(Method):
     OPTIONS = {"temperature": 4.0, "alpha": None, "teacher_centres": False}
     needs_logits = True
 
-    def __init__(self, ctx: Context, temperature: float, alpha: float | None, teacher_centres: bool):
+    def __init__(self, ctx: MethodShapes, temperature: float, alpha: float | None, teacher_centres: bool):
         super().__init__()
         if temperature <= 0:
             raise EdgekdError(f"soft: temperature must be > 0, got {temperature}")
@@ -111,7 +111,7 @@ class EmbeddingCosine(Method):
 
     name = "cosine"
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: MethodShapes):
         super().__init__()
 
     def forward(self, f: Features):
@@ -132,7 +132,7 @@ class SimilarityPreserving(Method):
 
     name = "sp"
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: MethodShapes):
         super().__init__()
 
     def forward(self, f: Features):
@@ -155,7 +155,7 @@ class Relational(Method):
     name = "rkd"
     OPTIONS = {"distance": 1.0, "angle": 2.0}
 
-    def __init__(self, ctx: Context, distance: float, angle: float):
+    def __init__(self, ctx: MethodShapes, distance: float, angle: float):
         super().__init__()
         self.w_dist, self.w_angle = distance, angle
 
@@ -188,7 +188,7 @@ class Adversarial(Method):
     name = "adv"
     OPTIONS = {"disc": "mlp", "lr": 2e-4, "smooth": 0.9}
 
-    def __init__(self, ctx: Context, disc: str, lr: float, smooth: float):
+    def __init__(self, ctx: MethodShapes, disc: str, lr: float, smooth: float):
         super().__init__()
         if disc not in ("mlp", "conv"):
             raise EdgekdError(f"adv: disc must be 'mlp' or 'conv', got {disc!r}")
@@ -286,5 +286,5 @@ def parse_options(items: list[str] | tuple[str, ...], names: list[str]) -> dict[
     return opts
 
 
-def build_methods(spec: list[tuple[str, float]], options: dict[str, dict[str, Any]], ctx: Context) -> list[Method]:
+def build_methods(spec: list[tuple[str, float]], options: dict[str, dict[str, Any]], ctx: MethodShapes) -> list[Method]:
     return [METHODS[name](ctx, **options.get(name, dict(METHODS[name].OPTIONS))) for name, _ in spec]

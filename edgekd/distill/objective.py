@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.distill.methods import Adversarial, Context, Features, build_methods
+from edgekd.distill.methods import Adversarial, MethodShapes, Features, build_methods
 from edgekd.distill.teacher import Teacher
 from edgekd.errors import EdgekdError
 from edgekd.train.objective import MarginObjective
@@ -27,7 +27,7 @@ class DistillObjective(MarginObjective):
         object.__setattr__(self, "teacher", teacher)
         t_dim = teacher.embedding_size
         self.project = nn.Linear(embedding_size, t_dim, bias=False) if embedding_size != t_dim else nn.Identity()
-        ctx = Context(embedding_size, t_dim, num_classes, student_fmap, teacher_fmap)
+        ctx = MethodShapes(embedding_size, t_dim, num_classes, student_fmap, teacher_fmap)
         self.methods = nn.ModuleList(build_methods(methods, options, ctx))
         self.weights = [w for _, w in methods]
         self.needs_logits = any(m.needs_logits for m in self.methods)
