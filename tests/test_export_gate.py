@@ -114,13 +114,17 @@ def test_int8_stage_writes_gated_cpu_and_thresholds(tiny, tmp_path):
     report = gate.int8_stage(out, artifacts, open_calib(tiny["root"] / "calib0"), gate.parse_spec("tar@1e-3=1.0"),
                              tiny["data"], artifact_path, log=lambda *a: None)
     assert report["passed"] and set(artifacts) == {"fp32", "int8-gated", "int8-cpu"}
-    assert artifacts["int8-cpu"]["form"] == "qop-u8s8" and "gate_check" in artifacts["int8-cpu"]
+    from edgekd.export.int8 import CPU_FORMS
+
+    cpu = artifacts["int8-cpu"]
+    assert cpu["form"] in CPU_FORMS and set(cpu["form_choice"]["candidates"]) == set(CPU_FORMS)
+    assert cpu["form_choice"]["candidates"][cpu["form"]]["passed"]
     for key, a in artifacts.items():
         meta = {p.key: p.value for p in onnx.load(str(a["path"])).metadata_props}
         t = stored_thresholds({"thresholds": meta["edgekd.thresholds"]})
         assert t["flip"] == "none" and set(t["cosine_at_far"]) == {"1e-03", "1e-04", "1e-05"}
         if key == "int8-cpu":
-            assert meta["edgekd.int8_form"] == "qop-u8s8" and meta["edgekd.target"] == "onnxruntime-cpu-x86"
+            assert meta["edgekd.int8_form"] == cpu["form"] and meta["edgekd.target"] == "onnxruntime-cpu-x86"
         r = allpairs_metrics(embed(a["path"], tiny["data"]), tiny["data"].labels, fars=(1e-3,),
                              stored_thresholds=t["cosine_at_far"], bootstrap=10)
         assert r["far_at_stored_threshold"]["1e-03"] <= 1e-3

@@ -213,7 +213,6 @@ def int8_stage(out: Path, artifacts: dict, calib_set, spec: GateSpec | None, dat
                calib_limit=None, keep_first_conv: bool = True, keep_tail: bool = True, log=print) -> dict | None:
     """After the plain FP16/INT8 files: the gated Q/DQ file (with --int8-gate), the ONNX Runtime CPU file (with
     --calib), and every artifact's own thresholds (with --gate-data). Adds to `artifacts`; returns the gate report."""
-    from edgekd.export.int8 import CPU_FORM
     from edgekd.export.thresholds import ship_thresholds
 
     fp32_emb = embed(out, data) if data is not None else None
@@ -229,15 +228,78 @@ def int8_stage(out: Path, artifacts: dict, calib_set, spec: GateSpec | None, dat
                 float_layers, method = report["float_layers"], report["method"]
                 log(f"{dst}: gate {spec} passed with {method}, {len(float_layers)} extra float layers")
             dst = artifact_path(out, "int8", "cpu")
-            artifacts["int8-cpu"] = q.write(dst, method, float_layers, CPU_FORM,
-                                            extra_meta={"target": "onnxruntime-cpu-x86"})
-            log(f"{dst}: ONNX Runtime CPU INT8 ({CPU_FORM}, {method}, {len(float_layers)} extra float layers)")
-            if data is not None:
-                v = Judge(fp32_emb, data, spec or GateSpec("tar", 1e-4, float("inf")))(embs.setdefault(
-                    "int8-cpu", embed(dst, data)))
-                artifacts["int8-cpu"]["gate_check"] = _summary(v)
+            judge = Judge(fp32_emb, data, spec or GateSpec("tar", 1e-4, 0.3)) if data is not None else None
+            form, choice = choose_cpu_form(q, out, method, float_layers, judge, log)
+            artifacts["int8-cpu"] = {**q.write(dst, method, float_layers, form,
+                                               extra_meta={"target": "onnxruntime-cpu-x86"}), "form_choice": choice}
+            if judge is not None:
+                embs["int8-cpu"] = choice["candidates"][form].pop("emb")
+                for c in choice["candidates"].values():
+                    c.pop("emb", None)
+            log(f"{dst}: ONNX Runtime CPU INT8 ({form}, {method}, {len(float_layers)} extra float layers)")
     if data is not None:
         shipped = ship_thresholds({k: Path(a["path"]) for k, a in artifacts.items()}, data, embs, log)
         for k, t in shipped.items():
             artifacts[k]["thresholds"] = t
     return report
+
+
+def cpu_latency_ratios(paths: dict[str, Path], ref: Path, input_shape, threads: int = 2, rounds: int = 3,
+                       batch: int = 32) -> dict[str, float]:
+    """Median latency of each file / the reference's, ONNX Runtime CPU, interleaved rounds (load hits all alike)."""
+    import statistics
+    import time
+
+    import onnxruntime as ort
+
+    def session(p):
+        o = ort.SessionOptions()
+        o.intra_op_num_threads, o.log_severity_level = threads, 3
+        s = ort.InferenceSession(str(p), o, providers=["CPUExecutionProvider"])
+        return lambda x: s.run(None, {s.get_inputs()[0].name: x})
+
+    runs = {"ref": session(ref), **{k: session(p) for k, p in paths.items()}}
+    x = np.random.default_rng(0).normal(size=(batch, *input_shape)).astype(np.float32)
+    times = {k: [] for k in runs}
+    for f in runs.values():
+        f(x)
+    for r in range(rounds):
+        for k in (list(runs) if r % 2 == 0 else list(reversed(runs))):
+            t = time.perf_counter()
+            runs[k](x)
+            times[k].append(time.perf_counter() - t)
+    base = statistics.median(times["ref"])
+    return {k: statistics.median(v) / base for k, v in times.items() if k != "ref"}
+
+
+def choose_cpu_form(q: Int8Quantizer, fp32: Path, method: str, float_layers, judge: Judge | None,
+                    log=print) -> tuple[str, dict]:
+    """The fastest of int8.CPU_FORMS on this CPU that passes the gate judged as it runs (fused ORT kernels); without
+    gate data: int8.CPU_FORM (no accuracy check possible). Returns (form, record of the candidates)."""
+    from edgekd.export import graph
+    from edgekd.export.int8 import CPU_FORM, CPU_FORMS
+
+    if judge is None:
+        return CPU_FORM, {"rule": "no gate data: default form, accuracy not checked", "candidates": {}}
+    paths = {}
+    for form in CPU_FORMS:
+        paths[form] = q.tmp / f"cpu-{form}.onnx"
+        q.write(paths[form], method, float_layers, form)
+    _, dims = graph.input_spec(graph.load(fp32))
+    ratios = cpu_latency_ratios(paths, fp32, dims[1:])
+    cands = {}
+    for form, p in paths.items():
+        emb = embed(p, judge.data)
+        v = judge(emb)
+        cands[form] = {"latency_ratio_to_fp32_b32": ratios[form], **_summary(v), "emb": emb}
+        log(f"CPU form {form}: {1 / ratios[form]:.2f}x FP32 speed at batch 32, TAR drop {v['drop_pt']:+.3f} pt "
+            f"(upper 95% {v['drop_pt_upper95']:+.3f}) -> {'PASS' if v['passed'] else 'fail'}")
+    passing = [f for f in cands if cands[f]["passed"]]
+    if passing:
+        form = min(passing, key=lambda f: cands[f]["latency_ratio_to_fp32_b32"])
+        rule = "fastest form passing the gate (fused ORT kernels, this CPU)"
+    else:
+        form = min(cands, key=lambda f: cands[f]["drop_pt_upper95"])
+        rule = "no form passed the gate: the most accurate one"
+        log(f"WARNING: no CPU INT8 form passed {judge.spec}; writing the most accurate ({form})")
+    return form, {"rule": rule, "candidates": cands}

@@ -4,7 +4,8 @@ Two targets, two forms:
 - TensorRT ("S8S8" Q/DQ): symmetric signed INT8 for weights (per channel) and activations, because TensorRT's
   parser accepts only zero zero-points; the same file runs in onnxruntime and feeds a strongly typed TensorRT build.
 - ONNX Runtime on x86 (`CPU_FORMS`): unsigned asymmetric activations with signed weights (U8S8), the form ORT's
-  x86 kernels are fast for (the S8S8 Q/DQ file runs slower than FP32 there); measured by benchmarks/int8_fidelity.py.
+  x86 kernels are fast for (the S8S8 Q/DQ file runs slower than FP32 there); export picks the fastest form that
+  passes the gate on the machine it runs on (gate.choose_cpu_form); see benchmarks/int8_fidelity.py.
 The first conv (raw pixels) and the embedding tail may stay in float: depthwise-heavy MobileFaceNets are known
 to lose accuracy under naive INT8, and those are the usual culprits. More float layers come from the accuracy gate.
 """
@@ -37,7 +38,9 @@ FORMS = {
     "qop-u8s8-rr": ("QOperator", "QUInt8", False, True),
 }
 CPU_FORMS = ("qop-u8s8", "qdq-u8s8", "qop-u8s8-rr")
-CPU_FORM = "qop-u8s8"  # fastest of CPU_FORMS for MobileFaceNet and r18 (benchmarks/results/int8_fidelity.md)
+# Without gate data to choose by: reduce_range (7-bit weights) keeps U8S8 kernels on x86 CPUs without VNNI from
+# saturating their 16-bit intermediates, at the cost of one bit of weight precision.
+CPU_FORM = "qop-u8s8-rr"
 
 
 class CalibReader:

@@ -1,0 +1,79 @@
+"""Teacher-guided QAT on a tiny conv model: the loss decreases, the ONNX runs in ONNX Runtime with zero
+zero-points, the float layers stay float, and the CLI's bad inputs are one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from _int8_tiny import ConvFace
+from edgekd.export.calib import make_calib, open_calib
+
+
+def _as_written(path, x):
+    """Q/DQ executed as written (what TensorRT computes), not ORT's fused x86 kernels."""
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    s = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qat")
+    make_calib("synthetic:64x2:5", root / "faces", n=96, preprocess=ConvFace.preprocess, progress=False)
+    return open_calib(root / "faces")
+
+
+def test_qat_loss_decreases_and_onnx_has_zero_zero_points(faces, tmp_path, one_torch_thread):
+    import copy
+
+    from edgekd.export.int8 import zero_points_zero
+    from edgekd.export.qat import train_qat
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+
+    student = ConvFace().eval()
+    teacher = copy.deepcopy(student)
+    meta = {"model": "convface", "precision": "fp32", "embedding_size": 16,
+            "preprocess": ConvFace.preprocess.to_dict()}
+    out = tmp_path / "qat.onnx"
+    r = train_qat(student, teacher, faces, out, meta, steps=40, seed=0, batch_size=16, lr=2e-5, progress=False)
+    assert r["loss_last"] < r["loss_first"]  # fake-quant noise is trained away
+    assert r["fake_quantized_layers"] == 5  # six convs + linear, minus first conv and the tail (linear)
+    m = onnx.load(str(out))
+    qs = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
+    assert qs and zero_points_zero(m)
+    x = next(faces.batches(8))
+    e = OnnxRuntime(out)(x)  # ORT's own fused kernels run it
+    assert e.shape == (8, 16) and np.isfinite(e).all()
+    e = _as_written(out, x)
+    assert e.shape == (8, 16) and np.isfinite(e).all()
+    # the QAT file is closer to its teacher than PTQ of the untouched model on the same faces
+    import torch
+
+    from edgekd.export.int8 import quantize_int8
+
+    with torch.no_grad():
+        t = teacher(torch.from_numpy(x)).numpy()
+    from _int8_tiny import export
+
+    ptq = tmp_path / "ptq.onnx"
+    quantize_int8(export(tmp_path / "fp32.onnx", teacher), ptq, faces)
+    cos = lambda a, b: float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+    assert cos(e, t) > cos(_as_written(ptq, x), t)
+
+
+def test_qat_cli_bad_inputs_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from edgekd.cli import cli
+
+    for args, msg in ((["--steps", "0"], "--steps must be >= 1"), (["--data", str(tmp_path / "nope")], "nope")):
+        base = ["qat", "--model", "mobilefacenet_ms1m_foamliu", "--data", str(tmp_path), "--out",
+                str(tmp_path / "q.onnx")]
+        res = CliRunner().invoke(cli, base + args)
+        errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+        assert res.exit_code == 1 and len(errors) == 1 and msg in errors[0], res.output
