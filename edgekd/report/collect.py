@@ -92,7 +92,8 @@ RESULT_FIELDS = {
     "runtime": (STR, {"runtime": (STR, NULL), "name": (STR, NULL)}, NULL),
     "verification": (_VERIFICATION, NULL),
     "gflops": (NUM, NULL), "params": (NUM, NULL), "artifact_bytes": (NUM, NULL),
-    "memory": ({"*": (NUM, NULL)}, NULL),
+    "memory": ({k: (NUM, NULL) for k in ("gpu_bytes", "torch_peak_bytes", "unified_bytes", "rss_peak_bytes")},
+               NULL),  # the figures table 2 reads; beside them bench records reasons (gpu_bytes_reason: text)
     "results": ([{"batch": (INT,), "latency_ms": (_TIMES,), "throughput_img_s": (NUM,),
                   "device_ms": (_TIMES, NULL)}], NULL),
     "data_source": (STR, NULL), "environment_note": (STR, NULL),
