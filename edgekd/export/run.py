@@ -211,6 +211,10 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
     from edgekd.preprocess import Preprocess
 
     onnx = Path(onnx)
+    gated = artifact_path(onnx, "int8", "gated")
+    if precision == "int8" and not typed_onnx and gated.is_file():  # the accuracy-gated Q/DQ file, not a calibrator
+        typed_onnx = gated
+        log(f"INT8: using the accuracy-gated Q/DQ file {gated}")
     typed_onnx = Path(typed_onnx) if typed_onnx else onnx
     engine = Path(out) if out else engine_path(Path(engines_dir) / onnx.name, precision)
     model = graph.load(onnx)
@@ -239,7 +243,8 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
     check_writable_dir(engine.parent)
     engine.parent.mkdir(parents=True, exist_ok=True)
     path = choose_api(trt, api)
-    src = typed_onnx if path == "strongly-typed" else onnx
+    qdq = precision == "int8" and graph.read_metadata(graph.load(typed_onnx)).get("precision") == "int8"
+    src = typed_onnx if path == "strongly-typed" or qdq else onnx  # builder-flags builds take Q/DQ graphs too
     log(f"TensorRT {trt.__version__}: {path} build of {src} -> {engine}")
     side = build_engine(src, engine, precision, profile, workspace_mib, timing_cache, dla_core,
                         calib_set if path == "builder-flags" else None, calib_cache, path, trt)

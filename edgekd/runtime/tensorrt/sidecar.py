@@ -80,6 +80,7 @@ def make_sidecar(trt_version: str, identity: dict, *, precision: str, profile: d
         "engine_bytes": int(engine_bytes), "api_path": api_path, "dla_core": dla_core,
         "model": meta.get("model"), "method": meta.get("method"), "preprocess": meta.get("preprocess"),
         "embedding_size": int(meta["embedding_size"]) if meta.get("embedding_size") else None,
+        "thresholds": json.loads(meta["thresholds"]) if isinstance(meta.get("thresholds"), str) else None,
         "host": platform.node(), "edgekd_version": __version__,
     }
 
