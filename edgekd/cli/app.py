@@ -21,8 +21,8 @@ class _Group(click.Group):
         except EdgekdError as e:
             raise click.ClickException(str(e)) from None
         except click.BadParameter as e:
-            if e.param is None or not isinstance(e.param.type, click.Path):
-                raise
+            if isinstance(e, click.MissingParameter) or e.param is None or not isinstance(e.param.type, click.Path):
+                raise  # a missing option or a malformed value: the command line itself is wrong (exit 2)
             raise click.ClickException(_path_problem(e.message)) from None
         except ModuleNotFoundError as e:
             if e.name != "onnxruntime":
