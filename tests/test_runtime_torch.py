@@ -86,3 +86,20 @@ def test_compile_on_cpu():
     x = batch()
     np.testing.assert_allclose(TorchRuntime(module=TinyFace(), compile=True)(x), TorchRuntime(module=TinyFace())(x),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_falls_back_to_pytorch_when_the_onnx_twin_fails_parity(tmp_path, monkeypatch):
+    from edgekd.errors import EdgekdError
+    from edgekd.models import create_model, save_checkpoint
+    from edgekd.runtime import torch_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", create_model("mobilefacenet", embedding_size=32).eval(), "mobilefacenet",
+                    {"embedding_size": 32})
+
+    def differs(*a, **k):
+        raise EdgekdError("model.onnx: ONNX differs from PyTorch")
+
+    monkeypatch.setattr(torch_checkpoint, "onnx_runtime_from_module", differs)
+    with pytest.warns(UserWarning, match="PyTorch eager"):
+        rt = open_artifact(tmp_path / "m.pt", device="cpu")
+    assert type(rt).__name__ == "TorchRuntime" and "executed_by" not in rt.meta

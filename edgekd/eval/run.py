@@ -118,4 +118,6 @@ def summary_table(r: dict) -> str:
     for key in ("tar_at_far_note", "accuracy_note"):
         if key in r:
             rows.append(("note", r[key]))
+    if (r.get("runtime_meta") or {}).get("executed_by"):
+        rows.append(("note", f"executed by {r['runtime_meta']['executed_by']}"))
     return "\n".join(f"{k:<15} {v}" for k, v in rows)
