@@ -310,6 +310,19 @@ def test_cuda_device_with_cpu_only_onnxruntime(shared_data, tmp_path):
     assert "edgekd[gpu]" in line and not (tmp_path / "e.json").exists()
 
 
+def test_paper_config_on_cpu_only_onnxruntime(tmp_path):
+    """configs/paper.yaml evaluates its ONNX files on CUDA: with CPU-only onnxruntime that is one line before the
+    first stage, not a failure at the first evaluation after the training."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    root = Path(__file__).resolve().parents[1]
+    line = error_line(invoke("pipeline", "--config", root / "configs" / "paper.yaml", "--out", tmp_path / "p"))
+    assert "runtime_device cuda" in line and "edgekd[gpu]" in line
+    assert not (tmp_path / "p").exists()
+
+
 def test_real_rec_cut_inside_its_last_record(shared_data, tmp_path):
     src = shared_data / "recordio" / "adaface_tiny"
     rec = tmp_path / "train.rec"

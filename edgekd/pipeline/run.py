@@ -19,6 +19,10 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, progress: bool = True) ->
 
     out = Path(out).resolve()
     check_writable_dir(out, "pipeline output folder")  # before hours of training, not at the first result
+    if cfg.runtime_device.startswith("cuda"):  # ONNX files are evaluated there: CPU-only onnxruntime fails now
+        from edgekd.runtime.onnx_runtime import check_device
+
+        check_device(cfg.runtime_device, f"runtime_device {cfg.runtime_device}")
     out.mkdir(parents=True, exist_ok=True)
     threads = resolve_threads(cfg.threads)
     import torch
