@@ -285,11 +285,13 @@ def test_print_trtexec_without_tensorrt_exits_0(tmp_path, monkeypatch):
 
 def test_trtexec_line():
     line = trtexec_command("m.onnx", "m.int8.engine", "input", (112, 112), "int8", (1, 8, 37), 1024, "tc", "c.cache", 0)
-    for part in ("--onnx=m.onnx", "--saveEngine=m.int8.engine", "--minShapes=input:1x3x112x112",
-                 "--optShapes=input:8x3x112x112", "--maxShapes=input:37x3x112x112", "--fp16", "--int8",
+    for part in ("--onnx=m.onnx", "--saveEngine=m.int8.engine", "--minShapes=input:8x3x112x112",
+                 "--optShapes=input:8x3x112x112", "--maxShapes=input:8x3x112x112", "--fp16", "--int8",
                  "--calib=c.cache", "--memPoolSize=workspace:1024M", "--timingCacheFile=tc", "--useDLACore=0",
-                 "--allowGPUFallback"):
+                 "--allowGPUFallback"):  # DLA: static shape (defect 5 of issue 11)
         assert part in line.split(), part
+    gpu = trtexec_command("m.onnx", "e", "input", (112, 112), "fp16", (1, 8, 37))
+    assert "--minShapes=input:1x3x112x112" in gpu and "--maxShapes=input:37x3x112x112" in gpu
     typed = trtexec_command("m.fp16.onnx", "e", "input", (112, 96), "fp16", strongly_typed=True)
     assert "--stronglyTyped" in typed and "--fp16" not in typed and "input:64x3x112x96" in typed
 

@@ -12,6 +12,8 @@ def trtexec_command(onnx, engine, input_name: str, input_size: tuple[int, int], 
                     profile: tuple[int, int, int] = (1, 8, 64), workspace_mib: int = 2048, timing_cache=None,
                     calib_cache=None, dla_core: int | None = None, strongly_typed: bool = False) -> str:
     h, w = input_size
+    if dla_core is not None:  # DLA needs a static shape, as build_engine does: min = opt = max
+        profile = (profile[1],) * 3
     shape = lambda b: f"{input_name}:{b}x3x{h}x{w}"  # noqa: E731
     cmd = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", f"--minShapes={shape(profile[0])}",
            f"--optShapes={shape(profile[1])}", f"--maxShapes={shape(profile[2])}",

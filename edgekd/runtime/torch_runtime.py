@@ -135,4 +135,5 @@ class TorchRuntime(Runtime):
         self._graphs = {} if self._graphs is not None else None
         self.module = self._forward = None
         if self._device.type == "cuda":
-            torch.cuda.empty_cache()
+            with self._on_device():
+                torch.cuda.empty_cache()
