@@ -42,12 +42,14 @@ def export_cached(model: str, weights: Path, sha: str, work: Path) -> dict:
 
 
 def eval_cached(onnx: Path, pairs: Path, flip: str, threads: int, out: Path) -> dict:
-    from edgekd.eval.run import run_eval
+    from edgekd.eval.run import load_eval_data, run_eval
     from edgekd.io import read_json
+    from edgekd.runtime import open_artifact
 
     if out.is_file():
         return read_json(out)
-    return run_eval(pairs, onnx=onnx, flip=flip, threads=threads, device="cpu", out_json=out, progress=True)
+    with open_artifact(onnx, device="cpu", threads=threads) as rt:
+        return run_eval(rt, load_eval_data(pairs), flip=flip, out_json=out, progress=True)
 
 
 def markdown(result: dict) -> str:
