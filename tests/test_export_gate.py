@@ -111,8 +111,9 @@ def test_int8_stage_writes_gated_cpu_and_thresholds(tiny, tmp_path):
     out = tmp_path / "face.onnx"
     shutil.copy(tiny["onnx"], out)
     artifacts = {"fp32": {"precision": "fp32", "path": out}}
-    report = gate.int8_stage(out, artifacts, open_calib(tiny["root"] / "calib0"), gate.parse_spec("tar@1e-3=1.0"),
-                             tiny["data"], artifact_path, log=lambda *a: None)
+    with Int8Quantizer(out, open_calib(tiny["root"] / "calib0")) as q:
+        report = gate.int8_stage(out, artifacts, q, gate.parse_spec("tar@1e-3=1.0"), tiny["data"], artifact_path,
+                                 log=lambda *a: None)
     assert report["passed"] and set(artifacts) == {"fp32", "int8-gated", "int8-cpu"}
     from edgekd.export.int8 import CPU_FORMS
 

@@ -209,34 +209,33 @@ def prepare(int8_gate: str | None, gate_data, gate_folds, calib_set, preprocess,
     return spec, data
 
 
-def int8_stage(out: Path, artifacts: dict, calib_set, spec: GateSpec | None, data: GateData | None, artifact_path,
-               calib_limit=None, keep_first_conv: bool = True, keep_tail: bool = True, log=print) -> dict | None:
+def int8_stage(out: Path, artifacts: dict, q: Int8Quantizer | None, spec: GateSpec | None, data: GateData | None,
+               artifact_path, log=print) -> dict | None:
     """After the plain FP16/INT8 files: the gated Q/DQ file (with --int8-gate), the ONNX Runtime CPU file (with
     --calib), and every artifact's own thresholds (with --gate-data). Adds to `artifacts`; returns the gate report."""
     from edgekd.export.thresholds import ship_thresholds
 
     fp32_emb = embed(out, data) if data is not None else None
     report, embs, float_layers, method = None, {"fp32": fp32_emb}, [], "minmax"
-    if calib_set is not None:
-        with Int8Quantizer(out, calib_set, calib_limit, keep_first_conv=keep_first_conv, keep_tail=keep_tail) as q:
-            if spec is not None:
-                dst = artifact_path(out, "int8", "gated")
-                report, embs["int8-gated"] = run_gate(q, fp32_emb, data, spec, dst, log=log)
-                artifacts["int8-gated"] = {**q.write_record(dst), "gate": {k: report[k] for k in
-                                                                           ("spec", "method", "float_layers",
-                                                                            "before", "after")}}
-                float_layers, method = report["float_layers"], report["method"]
-                log(f"{dst}: gate {spec} passed with {method}, {len(float_layers)} extra float layers")
-            dst = artifact_path(out, "int8", "cpu")
-            judge = Judge(fp32_emb, data, spec or GateSpec("tar", 1e-4, 0.3)) if data is not None else None
-            form, choice = choose_cpu_form(q, out, method, float_layers, judge, log)
-            artifacts["int8-cpu"] = {**q.write(dst, method, float_layers, form,
-                                               extra_meta={"target": "onnxruntime-cpu-x86"}), "form_choice": choice}
-            if judge is not None:
-                embs["int8-cpu"] = choice["candidates"][form].pop("emb")
-                for c in choice["candidates"].values():
-                    c.pop("emb", None)
-            log(f"{dst}: ONNX Runtime CPU INT8 ({form}, {method}, {len(float_layers)} extra float layers)")
+    if q is not None:
+        if spec is not None:
+            dst = artifact_path(out, "int8", "gated")
+            report, embs["int8-gated"] = run_gate(q, fp32_emb, data, spec, dst, log=log)
+            artifacts["int8-gated"] = {**q.write_record(dst), "gate": {k: report[k] for k in
+                                                                       ("spec", "method", "float_layers",
+                                                                        "before", "after")}}
+            float_layers, method = report["float_layers"], report["method"]
+            log(f"{dst}: gate {spec} passed with {method}, {len(float_layers)} extra float layers")
+        dst = artifact_path(out, "int8", "cpu")
+        judge = Judge(fp32_emb, data, spec or GateSpec("tar", 1e-4, 0.3)) if data is not None else None
+        form, choice = choose_cpu_form(q, out, method, float_layers, judge, log)
+        artifacts["int8-cpu"] = {**q.write(dst, method, float_layers, form,
+                                           extra_meta={"target": "onnxruntime-cpu-x86"}), "form_choice": choice}
+        if judge is not None:
+            embs["int8-cpu"] = choice["candidates"][form].pop("emb")
+            for c in choice["candidates"].values():
+                c.pop("emb", None)
+        log(f"{dst}: ONNX Runtime CPU INT8 ({form}, {method}, {len(float_layers)} extra float layers)")
     if data is not None:
         shipped = ship_thresholds({k: Path(a["path"]) for k, a in artifacts.items()}, data, embs, log)
         for k, t in shipped.items():

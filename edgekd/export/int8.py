@@ -87,6 +87,9 @@ class Int8Quantizer:
         return self
 
     def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
         self._tmp.cleanup()
 
     @property

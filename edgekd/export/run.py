@@ -75,7 +75,7 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
     training method in the artifacts' metadata (default: the checkpoint's own)."""
     from edgekd.export.calib import open_calib
     from edgekd.export.fp16 import convert_fp16
-    from edgekd.export.int8 import quantize_int8
+    from edgekd.export.int8 import Int8Quantizer
     from edgekd.export.onnx_export import export_onnx
     from edgekd.export.parity import check_parity, compare, sample_faces
     from edgekd.export.trt_ops import check_trt_ops
@@ -116,14 +116,18 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
     artifacts = {"fp32": {"precision": "fp32", "path": out}}
     if fp16:
         artifacts["fp16"] = {"precision": "fp16", **convert_fp16(out, artifact_path(out, "fp16"), keep_tail)}
-    for method in calib_methods if calib_set else ():
-        log(f"INT8 Q/DQ ({method} calibration on {calib_set.root}, {min(calib_limit or calib_set.count, calib_set.count)} faces) ...")
-        artifacts[f"int8-{method}"] = quantize_int8(out, artifact_path(out, "int8", method), calib_set, method,
-                                                    keep_first_conv, keep_tail, limit=calib_limit)
-    if not calib_set:
-        log("INT8 Q/DQ skipped: no --calib given")
-    gate = int8_stage(out, artifacts, calib_set, gate_spec, gate_set, artifact_path, calib_limit, keep_first_conv,
-                      keep_tail, log)
+    quantizer = Int8Quantizer(out, calib_set, calib_limit, keep_first_conv=keep_first_conv, keep_tail=keep_tail) \
+        if calib_set else None  # one preparation and one calibration per method, shared with the gate
+    try:
+        for method in calib_methods if calib_set else ():
+            log(f"INT8 Q/DQ ({method} calibration on {calib_set.root}, {quantizer.count} faces) ...")
+            artifacts[f"int8-{method}"] = quantizer.write(artifact_path(out, "int8", method), method)
+        if not calib_set:
+            log("INT8 Q/DQ skipped: no --calib given")
+        gate = int8_stage(out, artifacts, quantizer, gate_spec, gate_set, artifact_path, log)
+    finally:
+        if quantizer is not None:
+            quantizer.close()
     with open_artifact(out, device="cpu") as fp32_rt:
         ref = fp32_rt(faces)
     for key, a in artifacts.items():
