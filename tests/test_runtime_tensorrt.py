@@ -239,3 +239,15 @@ def test_real_engine_matches_onnxruntime(tmp_path):
     with TensorRTRuntime(engine) as rt, OnnxRuntime(onnx_path) as ref:
         np.testing.assert_allclose(rt(x), ref(x), rtol=1e-3, atol=1e-4)  # 11 = 8 + 3: chunked
         assert rt.embedding_size == 8 and rt.device_time_ms(x) > 0
+
+
+def test_tensorrt_package_imports_neither_torch_nor_click():
+    """The Jetson path: edgekd.runtime.tensorrt and the engine build import no torch, models or click."""
+    import subprocess
+
+    code = ("import sys\nsys.modules['torch'] = None\n"
+            "import edgekd.runtime.tensorrt.runner, edgekd.runtime.tensorrt.sidecar, edgekd.export.tensorrt_build\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('click', 'matplotlib', 'tensorrt', 'pycuda', 'cuda')"
+            " or m.startswith('edgekd.models')]\nassert not bad, bad\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
