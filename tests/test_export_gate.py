@@ -157,3 +157,15 @@ def test_tensorrt_int8_builds_default_to_the_gated_file(tmp_path, monkeypatch, v
         assert json.loads((tmp_path / "e" / "m.int8.engine.json").read_text())["thresholds"] == thresholds
     finally:
         _trt_doubles.uninstall()
+
+
+def test_runtime_runs_tensorrt_qdq_files_as_written(tiny):
+    """`edgekd eval` (OnnxRuntime) and the gate see the same numbers for a TensorRT-targeted Q/DQ file: its Q/DQ ops
+    as written, not ORT's fused x86 S8S8 kernels (which saturate on CPUs without VNNI)."""
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+
+    with Int8Quantizer(tiny["onnx"], open_calib(tiny["root"] / "calib0")) as q:
+        q.write(tiny["root"] / "s8s8.onnx")
+    data = tiny["data"]
+    rt = OnnxRuntime(tiny["root"] / "s8s8.onnx")
+    np.testing.assert_allclose(rt(data.x[:16]), embed(tiny["root"] / "s8s8.onnx", data)[:16], rtol=1e-5, atol=1e-6)

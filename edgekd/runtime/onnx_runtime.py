@@ -95,6 +95,11 @@ class OnnxRuntime(Runtime):
         except Exception as e:  # onnxruntime raises its own pybind exception types
             raise EdgekdError(f"{path}: ONNX Runtime cannot load it ({str(e).strip().splitlines()[0][:200]})") from e
         meta = read_metadata(self.session)
+        if meta.get("int8_form") == "qdq-s8s8" and providers[0] == "CPUExecutionProvider":
+            # TensorRT-targeted Q/DQ: run the Q/DQ ops as written (TensorRT's rounding); ORT's fused x86 S8S8 kernels
+            # saturate 16-bit intermediates on CPUs without VNNI (see edgekd.export.thresholds.embed)
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         if preprocess is None:
             if "preprocess" in meta:
                 preprocess = Preprocess.from_dict(meta["preprocess"])
