@@ -60,17 +60,17 @@ def torch_embed(model, x: np.ndarray) -> np.ndarray:
 
 
 def check_parity(onnx_path, model, x: np.ndarray, min_cosine: float = MIN_COSINE,
-                 max_rel: float = MAX_REL_ABS) -> dict:
-    """Run the ONNX file at batch 1 and batch len(x) against PyTorch; EdgekdError beyond tolerance."""
-    from edgekd.runtime.onnx_runtime import OnnxRuntime
-
+                 max_rel: float = MAX_REL_ABS, runtime=None) -> dict:
+    """Run the ONNX file at batch 1 and batch len(x) against PyTorch; EdgekdError beyond tolerance.
+    `runtime`: an already opened session of that file to use (it stays open)."""
     ref = torch_embed(model, x)
-    rt = OnnxRuntime(onnx_path, preprocess=model.preprocess)
-    try:
-        full = rt(x)
-        one = rt(x[:1])
-    finally:
-        rt.close()
+    if runtime is not None:
+        full, one = runtime(x), runtime(x[:1])
+    else:
+        from edgekd.runtime import open_artifact
+
+        with open_artifact(onnx_path, device="cpu", preprocess=model.preprocess) as rt:
+            full, one = rt(x), rt(x[:1])
     stats = compare(ref, full)
     stats["batch1"] = compare(ref[:1], one)
     stats.update(batches=[1, int(x.shape[0])], tolerance={"min_cosine": min_cosine, "max_abs_rel": max_rel})

@@ -17,6 +17,7 @@ from pathlib import Path
 from edgekd.errors import EdgekdError
 from edgekd.runtime.onnx_runtime import OnnxRuntime
 
+PARITY_FACES = 9  # odd, like export's 37; fewer, since this graph is never shipped: it only has to be the same net
 EXECUTED_BY = "onnxruntime (in-memory ONNX export of the checkpoint, parity-checked against PyTorch)"
 
 
@@ -33,12 +34,16 @@ def onnx_runtime_from_module(module, threads: int | None = None, meta: dict | No
     from edgekd.export.parity import check_parity, sample_faces
 
     cpu_model = copy.deepcopy(module).eval().float().cpu()  # the caller's module keeps its device, dtype and mode
-    faces, _ = sample_faces(cpu_model.preprocess)
+    faces, _ = sample_faces(cpu_model.preprocess, n=PARITY_FACES)
     with tempfile.TemporaryDirectory(prefix="edgekd-ckpt-onnx-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(cpu_model, path, {}, tuple(cpu_model.preprocess.input_size), simplifier=False)
-        parity = check_parity(path, cpu_model, faces)
         rt = OnnxRuntime(path, intra_op_threads=threads or torch.get_num_threads(), preprocess=cpu_model.preprocess)
+    try:
+        parity = check_parity(path, cpu_model, faces, runtime=rt)
+    except EdgekdError:
+        rt.close()
+        raise
     rt.name = "torch"
     rt.artifact = Path(artifact) if artifact is not None else None
     rt.meta = {**(meta or {}), "precision": "fp32", "executed_by": EXECUTED_BY,
