@@ -129,15 +129,14 @@ class RecordFaces:
             flag, label, _, _, data = r.unpack(0)
             if flag >= 2 and not data:  # a header carries no image; a multi-label image record at key 0 does
                 first_id, end_id = (_key(v, f"{r.rec} record 0 (header)") for v in label[:2])
-                if not 1 <= first_id <= end_id <= len(r.offsets) + 1:
+                if not 1 <= first_id <= end_id or first_id > max(r.offsets) + 1:
                     raise EdgekdError(f"{r.rec}: header record 0 announces image keys 1..{first_id - 1} and identity "
-                                      f"keys {first_id}..{end_id - 1}, but the index holds {len(r.offsets)} records")
+                                      f"keys {first_id}..{end_id - 1}, but the index ends at key {max(r.offsets)}")
                 keys = list(range(1, first_id))
                 labels = np.full(len(keys), -1, np.int64)
-                for cls, k in enumerate(range(first_id, end_id)):  # identity records: label = (first, end) image keys
-                    if k in r.offsets:
-                        lo, hi = self._identity_range(k, first_id)
-                        labels[lo - 1 : hi - 1] = cls
+                for k in sorted(k for k in r.offsets if first_id <= k < end_id):  # identity records present
+                    lo, hi = self._identity_range(k, first_id)  # label = (first, end) image keys of class k - first_id
+                    labels[lo - 1 : hi - 1] = k - first_id
                 missing = [k for k in keys if k not in r.offsets]
                 if missing:
                     raise EdgekdError(f"{r.idx}: header record says images 1..{first_id - 1} but key {missing[0]} is missing")
