@@ -295,3 +295,14 @@ def test_sidecar_that_is_not_an_object_is_one_line(tmp_path, machine, content, c
     assert res.exit_code == 1, res.output
     assert res.output.startswith("Error: ") and len(res.output.strip().splitlines()) == 1, res.output
     assert "m.fp32.engine.json" in res.output and "Traceback" not in res.output
+
+
+def test_fixed_batch_engine_pads_and_chunks(tmp_path, machine):
+    """An engine with a static batch (profile min = max, as DLA builds are): no shape is set, short chunks are
+    zero-padded to the batch and every chunk runs (6 = 4 + 2 padded)."""
+    state = machine()
+    onnx_path, engine = build(tmp_path, profile=(4, 4, 4))
+    x = doubles.faces(6)
+    with open_engine(engine) as rt:
+        np.testing.assert_allclose(rt(x), onnx_embeddings(onnx_path, x), rtol=1e-5, atol=1e-6)
+    assert state.executions == [(4, 3, 112, 112), (4, 3, 112, 112)]
