@@ -111,8 +111,23 @@ def _act_fq(x, amax: float):
     return torch.fake_quantize_per_tensor_affine(x, max(amax, 1e-12) / QMAX, 0, -QMAX, QMAX)
 
 
+def _clip_after(gm, name: str):
+    """The ReLU/ReLU6 module that alone consumes layer `name`'s output, if any."""
+    from torch import nn
+
+    node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == name)
+    users = list(node.users)
+    if len(users) == 1 and users[0].op == "call_module" and isinstance(gm.get_submodule(users[0].target),
+                                                                       (nn.ReLU, nn.ReLU6, nn.Hardtanh)):
+        return gm.get_submodule(users[0].target)
+    return None
+
+
 def _activation_ranges(gm, names, x: np.ndarray, batch: int = 32) -> tuple[dict, dict]:
-    """max |input| and max |output| of each quantized layer over the calibration faces (min-max calibration)."""
+    """max |input| and max |output| of each quantized layer over the calibration faces (min-max calibration).
+
+    A layer whose output only feeds a ReLU/ReLU6 takes that activation's output range, as onnxruntime's quantizer
+    does (QDQQuantizer adjusts a Relu/Clip input's range to its output's), so the step size matches the file."""
     import torch
 
     amax_in = dict.fromkeys(names, 0.0)
@@ -120,9 +135,15 @@ def _activation_ranges(gm, names, x: np.ndarray, batch: int = 32) -> tuple[dict,
 
     def record(n, inp, out) -> None:  # a forward hook returning None leaves the output alone
         amax_in[n] = max(amax_in[n], float(inp[0].abs().max()))
+        if _clip_after(gm, n) is None:
+            amax_out[n] = max(amax_out[n], float(out.abs().max()))
+
+    def record_clip(n, out) -> None:
         amax_out[n] = max(amax_out[n], float(out.abs().max()))
 
     hooks = [gm.get_submodule(n).register_forward_hook(lambda mod, inp, out, n=n: record(n, inp, out)) for n in names]
+    hooks += [_clip_after(gm, n).register_forward_hook(lambda mod, inp, out, n=n: record_clip(n, out))
+              for n in names if _clip_after(gm, n) is not None]
     with torch.no_grad():
         for i in range(0, len(x), batch):
             gm(torch.from_numpy(x[i : i + batch]))
