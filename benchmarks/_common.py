@@ -103,8 +103,8 @@ class Record:
         }
 
 
-def machine_line(run: dict) -> str:
-    """One markdown paragraph of measured facts about the run (never fixed prose)."""
+def machine_line(run: dict, timed: bool = True) -> str:
+    """One markdown paragraph of measured facts about the run (never fixed prose); `timed`: the file reports times."""
     env, load = run["env"], run["load"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     threads = ", ".join(f"{k} {v}" for k, v in run["threads"].items()) or "library defaults"
@@ -115,10 +115,19 @@ def machine_line(run: dict) -> str:
             f"1-min load average {fmt(load['load_at_start'])} at start"
             + (f" (after waiting {load['waited_s']:.0f} s)" if load["waited_s"] else "")
             + f", {fmt(load['load_at_end'])} at the end. {versions}.")
-    if load["busy_at_start"] or load["busy_at_end"]:
+    if (load["busy_at_start"] or load["busy_at_end"]) and timed:
         text += (f" **The machine was busy (load ≥ {load['cores']} cores) during this run: absolute timings are "
                  "not this machine's speed; the interleaved ratios are the figures to read.**")
+    elif load["busy_at_start"] or load["busy_at_end"]:
+        text += (f" The machine was busy (load ≥ {load['cores']} cores) during this run, which changes how long it "
+                 "took, not the accuracies.")
     return text
+
+
+def shown(path: str | os.PathLike) -> str:
+    """Repository-relative when inside the checkout, so result files do not name one machine's folders."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if ROOT in p.parents else str(p)
 
 
 def inputs_lines(run: dict) -> list[str]:

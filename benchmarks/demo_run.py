@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, Record, edgekd_cmd, machine_line, pct, write_result
+from _common import RESULTS, ROOT, Record, edgekd_cmd, machine_line, pct, shown, write_result
 
 REPORT_FILES = ("report.md", "report.json", "table1_accuracy.md", "table1_accuracy.csv", "table2_latency.md",
                 "table2_latency.csv", "fig1_accuracy_vs_gflops.png")
@@ -56,12 +56,6 @@ def markdown(result: dict) -> str:
     lines += ["", f"The pipeline's own tables: `{result['kept']['report_dir']}` (copied from the work folder); its "
               f"pipeline.json: `{result['kept']['pipeline_json']}`.", "", machine_line(result["run"])]
     return "\n".join(lines)
-
-
-def shown(path: Path) -> str:
-    """Repository-relative when inside the checkout (result files should not name one machine's home)."""
-    p = path.resolve()
-    return str(p.relative_to(ROOT)) if ROOT in p.parents else str(p)
 
 
 def accuracy_rows(report_json: Path) -> list[dict]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _common import RESULTS, ROOT, Record, edgekd_cmd, inputs_lines, machine_line, pct, write_result
@@ -59,18 +60,21 @@ def export_cached(model: str, weights: Path, sha: str, calib: Path, work: Path) 
     return export_model(weights=weights, model=model, out=onnx, calib=calib, calib_methods=METHODS, log=print)
 
 
-def embed_cached(path: Path, sha: str, vset, folds_tag: str, flip: str, threads: int, work: Path) -> dict:
-    """L2-normalised embeddings of every verified image through one artifact (cached by the artifact's sha256)."""
+def embed_cached(path: Path, sha: str, pairs: Path, folds: list[int], flip: str, threads: int, work: Path) -> dict:
+    """L2-normalised embeddings of every verified image through one artifact (cached by the artifact's sha256).
+    Takes paths, not objects, so artifacts can be embedded in parallel processes (--jobs)."""
     import numpy as np
 
+    from edgekd.data import load_verification
     from edgekd.eval import embed_images
     from edgekd.io import atomic_path
     from edgekd.runtime.onnx_runtime import OnnxRuntime
 
-    cache = work / "embeddings" / f"{sha[:16]}.f{folds_tag}.{flip}.npz"
+    cache = work / "embeddings" / f"{sha[:16]}.f{'_'.join(map(str, folds))}.{flip}.npz"
     if cache.is_file():
         with np.load(cache) as z:
-            return {k: z[k] for k in z.files}
+            return {**{k: z[k] for k in z.files}, "cached": True}
+    vset = load_verification(pairs).subset([f - 1 for f in folds])
     rt = OnnxRuntime(path, intra_op_threads=threads)
     try:
         e = embed_images(rt, vset, rt.preprocess, flip=flip, progress=True)
@@ -79,7 +83,7 @@ def embed_cached(path: Path, sha: str, vset, folds_tag: str, flip: str, threads:
     out = {"index": e.index, "emb": e.emb, "seconds": np.float64(e.seconds)}
     with atomic_path(cache) as tmp, open(tmp, "wb") as f:
         np.savez(f, **out)
-    return out
+    return {**out, "cached": False}
 
 
 def score(e: dict, ref: dict, vset) -> dict:
@@ -94,7 +98,8 @@ def score(e: dict, ref: dict, vset) -> dict:
         raise SystemExit("artifact and FP32 embeddings cover different images")
     cos = np.sum(e["emb"].astype(np.float64) * ref["emb"], axis=1)
     return {**{k: m[k] for k in ("accuracy_mean", "accuracy_std", "fold_accuracies", "tar_at_far", "eer", "auc")},
-            "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "embed_seconds": float(e["seconds"])}
+            "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "embed_seconds": float(e["seconds"]),
+            "embeddings_from_cache": bool(e["cached"])}
 
 
 def markdown(result: dict) -> str:
@@ -113,10 +118,16 @@ def markdown(result: dict) -> str:
             lines.append(f"| {m['model']} | {key} | {pct(a['accuracy_mean'])} ± {pct(a['accuracy_std'])} "
                          f"% | {a['delta_pt']:+.2f} pt | {pct(a['tar_at_far'].get('1e-02'))} % | {a['auc']:.5f} | "
                          f"{a['cosine_min']:.5f} | {a['cosine_mean']:.5f} | {a['bytes'] / 2**20:.2f} |")
+    arts = [a for m in result["models"] for a in m["artifacts"].values()]
+    reused = sum(a["embeddings_from_cache"] for a in arts)
+    lines += ["", f"Embedding one artifact's {result['num_images']} images took "
+              f"{min(a['embed_seconds'] for a in arts):.0f}–{max(a['embed_seconds'] for a in arts):.0f} s"
+              + (f"; {reused} of {len(arts)} embeddings were computed by earlier invocations with the same --work "
+                 "(cached by artifact sha256), so this run's times below do not include them." if reused else ".")]
     lines += ["", "ONNX parity (FP32 ONNX vs PyTorch at batch 1 and the parity batch, real aligned LFW faces): "
               + "; ".join(f"{m['model']} max abs diff {m['parity']['max_abs_diff']:.1e}, min cos "
                           f"{m['parity']['min_cosine']:.7f}" for m in result["models"]) + ".", "",
-              machine_line(result["run"]), *inputs_lines(result["run"])]
+              machine_line(result["run"], timed=False), *inputs_lines(result["run"])]
     return "\n".join(lines)
 
 
@@ -128,6 +139,7 @@ def main() -> None:
                     help="calibration faces (ONNX Runtime's entropy/percentile calibration keeps every activation of "
                          "every face in memory: 512 faces exceeded what a shared 24 GiB machine had free)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--jobs", type=int, default=1, help="artifacts embedded in parallel processes")
     ap.add_argument("--flip", default="none", choices=["none", "sum", "concat"], help="flip test-time augmentation")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "benchmarks" / "export_accuracy")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -148,7 +160,6 @@ def main() -> None:
     rec = Record("export_accuracy")
     rec.add_input("pairs.txt", pairs)
     vset = load_verification(pairs).subset([f - 1 for f in folds])
-    tag = a.folds.replace(",", "_")
     models = []
     for key in a.models.split(","):
         model, parts = MODELS[key]
@@ -159,10 +170,12 @@ def main() -> None:
         calib = calib_set(pairs, model, a.calib_n, a.work)
         report = export_cached(model, weights, sha, calib, a.work)
         fp32 = report["artifacts"]["fp32"]
-        embs = {}
-        for akey, art in report["artifacts"].items():
-            print(f"{model} {akey}: embedding folds {a.folds} through {art['path']} ...", flush=True)
-            embs[akey] = embed_cached(Path(art["path"]), art["sha256"], vset, tag, a.flip, a.threads, a.work)
+        print(f"{model}: embedding folds {a.folds} through {len(report['artifacts'])} artifacts "
+              f"({a.jobs} at a time) ...", flush=True)
+        with ProcessPoolExecutor(a.jobs) as pool:
+            jobs = {k: pool.submit(embed_cached, Path(art["path"]), art["sha256"], pairs, folds, a.flip, a.threads,
+                                   a.work) for k, art in report["artifacts"].items()}
+            embs = {k: j.result() for k, j in jobs.items()}
         arts = {}
         for akey, art in report["artifacts"].items():
             arts[akey] = {"path": art["path"], "sha256": art["sha256"], "bytes": art["bytes"],
@@ -178,7 +191,7 @@ def main() -> None:
     result = {"kind": "benchmark", "name": "export_accuracy", "data": str(pairs), "data_sha256": vset.sha256,
               "folds": folds, "flip": a.flip,
               "num_pairs": len(vset), "num_images": vset.num_images, "calib_n": a.calib_n, "models": models,
-              "run": rec.finish({"onnxruntime_intra_op": a.threads})}
+              "run": rec.finish({"onnxruntime intra-op": a.threads, "parallel artifacts": a.jobs})}
     write_result("export_accuracy", result, markdown(result), a.out)
     print(markdown(result))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import RESULTS, ROOT, Record, inputs_lines, machine_line, pct, write_result
+from _common import RESULTS, ROOT, Record, inputs_lines, machine_line, pct, shown, write_result
 
 # key -> (registry model, shared weights path parts, flip mode its authors use, LFW accuracy its authors claim)
 MODELS = {
@@ -72,8 +72,8 @@ def markdown(result: dict) -> str:
     lines += ["", "Accuracy: 10-fold, threshold chosen on the other nine folds (insightface `lfw.bin` protocol), mean ± "
               "std over folds. Authors' protocol: `sphereface_protocol` of the eval JSON (raw embeddings, mean "
               "subtraction, 1e-4 threshold grid), the protocol behind the xiaoccer repository's claim. Eval JSONs: "
-              + ", ".join(f"`{r['eval_json']}`" for r in result["rows"]) + ".", "",
-              machine_line(result["run"]), *inputs_lines(result["run"])]
+              + ", ".join(f"`{shown(r['eval_json'])}`" for r in result["rows"]) + ".", "",
+              machine_line(result["run"], timed=False), *inputs_lines(result["run"])]
     return "\n".join(lines)
 
 
@@ -121,7 +121,7 @@ def main() -> None:
         print(f"{model}: {pct(e['accuracy_mean'])} ± {pct(e['accuracy_std'])} %, authors' protocol "
               f"{pct(e['sphereface_protocol']['accuracy_mean'])} %", flush=True)
     result = {"kind": "benchmark", "name": "lfw_pretrained", "data": str(pairs), "rows": rows,
-              "run": rec.finish({"onnxruntime_intra_op": a.threads})}
+              "run": rec.finish({"onnxruntime intra-op": a.threads})}
     write_result("lfw_pretrained", result, markdown(result), a.out)
     print(markdown(result))
 
