@@ -75,7 +75,8 @@ def test_metadata_single_file_and_report(exported):
         assert key in meta, key
     assert meta["model"] == TINY and meta["precision"] == "fp32" and meta["preprocess"]["input_size"] == [112, 112]
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["mbf.export_report.json", "mbf.fp16.onnx", "mbf.int8-minmax.onnx", "mbf.onnx"]  # no .data, no tmp
+    assert names == ["mbf.export_report.json", "mbf.fp16.onnx", "mbf.int8-cpu.onnx", "mbf.int8-minmax.onnx",
+                     "mbf.onnx"]  # no .data, no tmp; --calib also writes the ONNX Runtime CPU INT8 file
     assert report["kind"] == "export" and report["label"]["model"] == TINY
 
 
