@@ -48,10 +48,12 @@ def markdown(result: dict) -> str:
               for s in p["stages"]]
     if result["accuracy_rows"]:
         lines += ["", "Accuracy of every evaluated artifact (from the pipeline's `report/report.json`):", "",
-                  "| model | method | precision | runtime | accuracy | min cos vs FP32 |", "|---|---|---|---|---|---|"]
+                  "| data | model | method | precision | runtime | accuracy | AUC | min cos vs FP32 |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in result["accuracy_rows"]:
-            lines.append(f"| {r.get('model')} | {r.get('method')} | {r.get('precision')} | {r.get('runtime')} | "
-                         f"{pct(r.get('accuracy_mean'))} ± {pct(r.get('accuracy_std'))} % | "
+            auc = "—" if r.get("auc") is None else format(r["auc"], ".4f")
+            lines.append(f"| {r.get('dataset')} | {r.get('model')} | {r.get('method')} | {r.get('precision')} | "
+                         f"{r.get('runtime')} | {pct(r.get('accuracy_mean'))} ± {pct(r.get('accuracy_std'))} % | {auc} | "
                          f"{'—' if r.get('cosine_min') is None else format(r['cosine_min'], '.4f')} |")
     lines += ["", f"The pipeline's own tables: `{result['kept']['report_dir']}` (copied from the work folder); its "
               f"pipeline.json: `{result['kept']['pipeline_json']}`.", "", machine_line(result["run"])]
@@ -59,14 +61,15 @@ def markdown(result: dict) -> str:
 
 
 def accuracy_rows(report_json: Path) -> list[dict]:
-    """Table 1 rows of the pipeline report, reduced to the fields a reader compares."""
+    """The accuracy rows of the pipeline report (one per evaluated artifact), reduced to the fields a reader compares."""
     from edgekd.io import read_json
 
     if not report_json.is_file():
         return []
     rep = read_json(report_json)
-    rows = rep.get("table1") or rep.get("accuracy") or []
-    keep = ("model", "method", "precision", "runtime", "accuracy_mean", "accuracy_std", "cosine_min", "artifact")
+    rows = rep.get("accuracy") or []
+    keep = ("dataset", "model", "method", "precision", "runtime", "accuracy_mean", "accuracy_std", "auc", "cosine_min",
+            "source")
     return [{k: r.get(k) for k in keep} for r in rows if isinstance(r, dict)]
 
 
