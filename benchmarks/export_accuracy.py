@@ -184,7 +184,7 @@ def main() -> None:
                   f"{arts[akey]['cosine_min']:.5f}", flush=True)
         base = arts["fp32"]["accuracy_mean"]
         for v in arts.values():
-            v["delta_pt"] = round(100 * (v["accuracy_mean"] - base), 4)
+            v["delta_pt"] = round(100 * (v["accuracy_mean"] - base), 4) + 0.0  # no "-0.00" for equal accuracies
         models.append({"key": key, "model": model, "weights": str(weights), "weights_sha256": sha,
                        "calib": {"path": str(calib), **(report.get("calib") or {})}, "parity": report["parity"],
                        "artifacts": arts})
