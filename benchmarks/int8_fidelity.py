@@ -97,13 +97,22 @@ def qat_stage(work: Path, name: str, weights: Path, calib, pairs: Path, gated: P
                    progress=False)
 
 
-def embeddings(path: Path, data, cache: Path) -> np.ndarray:
-    """Single-pass embeddings of the evaluation images, cached by (artifact, data) hash."""
+def graph_key(path: Path) -> str:
+    """Hash of the graph alone: export rewrites metadata (thresholds) after the weights are final."""
+    import onnx
+
+    return hashlib.sha256(onnx.load(str(path)).graph.SerializeToString()).hexdigest()[:16]
+
+
+def embeddings(path: Path, data, cache: Path, cached_only: bool = False) -> np.ndarray | None:
+    """Single-pass embeddings of the evaluation images, cached by (graph, data) hash."""
     from edgekd.export.thresholds import embed
 
-    f = cache / f"{_sha(path)[:16]}-{data.sha256[:16]}.npy"
+    f = cache / f"{graph_key(path)}-{data.sha256[:16]}.npy"
     if f.is_file():
         return np.load(f)
+    if cached_only:
+        return None
     e = embed(path, data, threads=1)
     cache.mkdir(parents=True, exist_ok=True)
     np.save(f, e)
@@ -161,15 +170,34 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
     rec.add_input(f"{key}_weights", weights)
     calib = make_calib_set(work, pairs, pre, args.calib_n)
     log(f"[{key}] calibration set {calib.root}: {calib.count} faces")
-    report = export_stage(work, name, weights, calib, pairs, args.gate_images)
+    export_dir = work / f"export-{hashlib.sha256(f'{_sha(weights)} {calib.sha256} {GATE} {args.gate_images} v1'.encode()).hexdigest()[:16]}"
+    if args.cached_only and not list(export_dir.glob("*.export_report.json")):
+        files = {"fp32": export_dir / f"{name}.onnx", **{f"int8-{m}": export_dir / f"{name}.int8-{m}.onnx"
+                                                          for m in ("minmax", "entropy", "percentile")}}
+        files = {k: p for k, p in files.items() if p.is_file()}
+        if "fp32" not in files:
+            return {"model": name, "not_measured": "export had not written its files before this run's deadline"}
+        report = {"onnx": {"path": str(files["fp32"])}, "artifacts": {k: {"path": str(p)} for k, p in files.items()},
+                  "int8_gate": None, "gate_error": "the gate search (and so the gated, CPU and threshold steps of "
+                  "export) had not finished before this run's deadline; the plain INT8 files it had written are "
+                  "measured, without stored thresholds"}
+    else:
+        report = export_stage(work, name, weights, calib, pairs, args.gate_images)
     arts = {k: Path(a["path"]) for k, a in report["artifacts"].items()}
     gated = arts.get("int8-gated")
     qat_reports = {}
     for seed in (args.qat_seeds if key in args.qat_models else []):
-        r = qat_stage(work, name, weights, calib, pairs, gated, seed, args.qat_steps, args.gate_images)
+        found = sorted(work.glob(f"qat-*/*.int8-qat-s{seed}.qat.json"))
+        if args.cached_only and not found:
+            qat_reports[f"int8-qat-s{seed}"] = {"not_measured": "QAT run had not finished before this run's deadline"}
+            continue
+        r = json.loads(found[0].read_text()) if args.cached_only else \
+            qat_stage(work, name, weights, calib, pairs, gated, seed, args.qat_steps, args.gate_images)
         arts[f"int8-qat-s{seed}"] = Path(r["path"])
-        qat_reports[f"int8-qat-s{seed}"] = {k: r[k] for k in ("loss_first", "loss_last", "steps", "seed",
+        qat_reports[f"int8-qat-s{seed}"] = {k: r[k] for k in ("loss_first", "loss_last", "steps", "seed", "lr",
                                                                "float_layers", "zero_points_zero", "seconds")}
+        gate_float = (report.get("int8_gate") or {}).get("float_layers", [])
+        qat_reports[f"int8-qat-s{seed}"]["same_float_layers_as_gated"] = sorted(r["float_layers"]) == sorted(gate_float)
     data = load_gate_data(pairs, pre, folds=EVAL_FOLDS, limit=None)
     log(f"[{key}] evaluation images: {data.description}")
     rec.inputs[f"{key}_eval_images"] = {"path": str(pairs), "sha256": data.sha256, "folds": EVAL_FOLDS}
@@ -177,7 +205,11 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
     rows = {}
     for k, p in arts.items():
         log(f"[{key}] embedding {k} ({p.name}) ...")
-        embs[k] = embeddings(p, data, Path(args.work) / "emb")
+        e = embeddings(p, data, Path(args.work) / "emb", args.cached_only)
+        if e is None:
+            rows[k] = {"path": str(p), "not_measured": "embeddings not computed before this run's deadline"}
+            continue
+        embs[k] = e
         meta = graph.read_metadata(graph.load(p))
         t = stored_thresholds(meta)
         m = allpairs_metrics(embs[k], data.labels, stored_thresholds=t["cosine_at_far"] if t else None,
@@ -199,11 +231,15 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
     from edgekd.eval.allpairs import paired_tar_drop, score_all_pairs
 
     ref = score_all_pairs(embs["fp32"], data.labels)
-    for k in arts:
+    gated_ps = score_all_pairs(embs["int8-gated"], data.labels) if "int8-gated" in embs else None
+    for k in embs:
         if k != "fp32":
             ps = score_all_pairs(embs[k], data.labels)
             rows[k]["tar_drop_vs_fp32_pt"] = {f"{f:.0e}": paired_tar_drop(ref, ps, f, args.bootstrap)
                                               for f in (1e-3, 1e-4, 1e-5)}
+            if k.startswith("int8-qat") and gated_ps is not None:  # > 0: QAT below gated PTQ (paired, same images)
+                rows[k]["tar_drop_vs_gated_pt"] = {f"{f:.0e}": paired_tar_drop(gated_ps, ps, f, args.bootstrap)
+                                                   for f in (1e-3, 1e-4, 1e-5)}
     forms = cpu_form_candidates(arts["fp32"], calib, (report.get("int8_gate") or {}).get("float_layers", []),
                                 (report.get("int8_gate") or {}).get("method", "minmax"), work)
     speed_paths = {"fp32": arts["fp32"], "int8-minmax (S8S8 Q/DQ)": arts["int8-minmax"],
@@ -250,6 +286,9 @@ def markdown(result: dict) -> str:
              "interleaved rounds in one run; speed-up = FP32 latency / artifact latency.", ""]
     for key, m in result["models"].items():
         lines += [f"## {key} ({m['model']})", ""]
+        if m.get("not_measured"):
+            lines += [f"Not measured: {m['not_measured']}.", ""]
+            continue
         if m.get("gate"):
             g = m["gate"]
             lines += [f"Gate `{g['spec']}`: {g['method']}, {len(g['float_layers'])} extra float layers "
@@ -259,12 +298,15 @@ def markdown(result: dict) -> str:
                       f"{g['after']['far_at_fp32_threshold']:.1e} (on {g['data']['images']} gate images).", ""]
         if m.get("gate_error"):
             lines += [f"Gate not met: {m['gate_error']}", ""]
-        a0 = next(iter(m["artifacts"].values()))
+        a0 = m["artifacts"]["fp32"]
         lines += [f"{a0['num_images']} images, {a0['num_identities']} identities, {a0['num_impostor_pairs']:,} "
                   f"impostor / {a0['num_genuine_pairs']:,} genuine pairs.", "",
                   "| artifact | TAR@1e-3 | TAR@1e-4 [95 % CI] | TAR@1e-5 | drop@1e-4 pt [95 % CI] | FAR at own "
                   "1e-4 threshold [95 % CI] | TAR there | min / mean cos vs FP32 |", "|---|---|---|---|---|---|---|---|"]
         for k, r in m["artifacts"].items():
+            if r.get("not_measured"):
+                lines.append(f"| {k} | not measured: {r['not_measured']} |||||||")
+                continue
             t, ci = r["tar_at_far"], r["tar_at_far_ci95"]
             d = (r.get("tar_drop_vs_fp32_pt") or {}).get("1e-04")
             far = (r.get("far_at_stored_threshold") or {}).get("1e-04")
@@ -277,9 +319,16 @@ def markdown(result: dict) -> str:
                 + (f"{far:.1e}" + (f" [{far_ci[0]:.1e}, {far_ci[1]:.1e}]" if far_ci else "") if far is not None
                    else "–") + f" | {pct(tar_s)} | {r['cosine_vs_fp32']['min']:.4f} / "
                 f"{r['cosine_vs_fp32']['mean']:.4f} |")
+        qat_rows = {k: r for k, r in m["artifacts"].items() if k.startswith("int8-qat") and r.get("tar_drop_vs_gated_pt")}
+        if qat_rows:
+            lines += ["", "QAT vs gated PTQ, paired on the same images (drop > 0: QAT below gated), TAR@1e-4: " + "; ".join(
+                f"{k}: {r['tar_drop_vs_gated_pt']['1e-04']['drop_pt']:+.2f} pt [95 % CI "
+                f"{r['tar_drop_vs_gated_pt']['1e-04']['drop_pt_ci95'][0]:+.2f}, "
+                f"{r['tar_drop_vs_gated_pt']['1e-04']['drop_pt_ci95'][1]:+.2f}]" for k, r in qat_rows.items())]
         if m.get("qat"):
             lines += ["", "QAT runs: " + "; ".join(
-                f"{k}: loss {q['loss_first']:.4f} → {q['loss_last']:.4f} in {q['steps']} steps, zero points all 0: "
+                f"{k}: not measured ({q['not_measured']})" if q.get("not_measured") else
+                f"{k}: loss {q['loss_first']:.5f} → {q['loss_last']:.5f} in {q['steps']} steps, zero points all 0: "
                 f"{q['zero_points_zero']}" for k, q in m["qat"].items())]
         lines += [""] + speed_table(m["speed"])
     if result.get("r18_speed"):
@@ -297,6 +346,14 @@ def speed_table(sp: dict) -> list[str]:
     return out + [""]
 
 
+def load_eval_data(shared: Path, key: str):
+    from edgekd.export.thresholds import load_gate_data
+    from edgekd.models import create_model
+
+    pre = create_model(MODELS[key][0]).preprocess
+    return load_gate_data(shared / "lfw" / "pairs.txt", pre, folds=EVAL_FOLDS, limit=None)
+
+
 def main(argv=None) -> None:
     from edgekd.paths import shared_data_dir
 
@@ -311,6 +368,13 @@ def main(argv=None) -> None:
     p.add_argument("--no-r18", action="store_true")
     p.add_argument("--work", default="runs/int8_fidelity")
     p.add_argument("--out-stem", default="int8_fidelity")
+    p.add_argument("--cached-only", action="store_true",
+                   help="Report what earlier runs cached (exports, QAT, embeddings); measure speed and metrics only.")
+    p.add_argument("--embed", nargs="+", metavar="ONNX",
+                   help="Only compute and cache the evaluation embeddings of these files (run several in parallel).")
+    p.add_argument("--embed-model", choices=list(MODELS), default="foamliu")
+    p.add_argument("--qat-only", action="store_true",
+                   help="Only run (and cache) the QAT stage of --embed-model for --qat-seeds (export must be cached).")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -319,6 +383,27 @@ def main(argv=None) -> None:
     shared = shared_data_dir()
     if shared is None:
         raise SystemExit("shared data not found (EDGEKD_SHARED_DATA)")
+    if args.embed:
+        data = load_eval_data(shared, args.embed_model)
+        for f in args.embed:
+            embeddings(Path(f), data, Path(args.work) / "emb")
+            log(f"cached embeddings of {f}")
+        return
+    if args.qat_only:
+        from edgekd.models import create_model
+
+        key = args.embed_model
+        name, rel = MODELS[key]
+        work = Path(args.work) / key
+        pairs = shared / "lfw" / "pairs.txt"
+        calib = make_calib_set(work, pairs, create_model(name).preprocess, args.calib_n)
+        report = export_stage(work, name, shared / rel, calib, pairs, args.gate_images)
+        gated = report["artifacts"].get("int8-gated", {}).get("path")
+        for seed in args.qat_seeds:
+            r = qat_stage(work, name, shared / rel, calib, pairs, Path(gated) if gated else None, seed,
+                          args.qat_steps, args.gate_images)
+            embeddings(Path(r["path"]), load_eval_data(shared, key), Path(args.work) / "emb")
+        return
     rec = Record("int8_fidelity", argv)
     result = {"models": {}}
     for key in args.models:
