@@ -168,6 +168,8 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     pre = create_model(name).preprocess
     rec.add_input(f"{key}_weights", weights)
+    if args.cached_only and not (work / f"calib{args.calib_n}" / "manifest.json").is_file():
+        return {"model": name, "not_measured": "no export of this model had run before this run's deadline"}
     calib = make_calib_set(work, pairs, pre, args.calib_n)
     log(f"[{key}] calibration set {calib.root}: {calib.count} faces")
     export_dir = work / f"export-{hashlib.sha256(f'{_sha(weights)} {calib.sha256} {GATE} {args.gate_images} v1'.encode()).hexdigest()[:16]}"
@@ -178,7 +180,7 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
         if "fp32" not in files:
             return {"model": name, "not_measured": "export had not written its files before this run's deadline"}
         report = {"onnx": {"path": str(files["fp32"])}, "artifacts": {k: {"path": str(p)} for k, p in files.items()},
-                  "int8_gate": None, "gate_error": "the gate search (and so the gated, CPU and threshold steps of "
+                  "int8_gate": None, "gate_note": "the gate search (and so the gated, CPU and threshold steps of "
                   "export) had not finished before this run's deadline; the plain INT8 files it had written are "
                   "measured, without stored thresholds"}
     else:
@@ -247,7 +249,8 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
     log(f"[{key}] speed ...")
     sp = speed(speed_paths, pre.input_size)
     return {"model": name, "export_report": str(Path(report["onnx"]["path"]).with_suffix("")) + ".export_report.json",
-            "gate": report.get("int8_gate"), "gate_error": report.get("gate_error"), "artifacts": rows,
+            "gate": report.get("int8_gate"), "gate_error": report.get("gate_error"),
+            "gate_note": report.get("gate_note"), "artifacts": rows,
             "qat": qat_reports, "speed": sp, "eval_data": data.describe(), "calib": {
                 "path": str(calib.root), "sha256": calib.sha256, "count": calib.count, "folds": CALIB_FOLDS}}
 
@@ -298,6 +301,8 @@ def markdown(result: dict) -> str:
                       f"{g['after']['far_at_fp32_threshold']:.1e} (on {g['data']['images']} gate images).", ""]
         if m.get("gate_error"):
             lines += [f"Gate not met: {m['gate_error']}", ""]
+        if m.get("gate_note"):
+            lines += [f"Gate: not measured — {m['gate_note']}.", ""]
         a0 = m["artifacts"]["fp32"]
         lines += [f"{a0['num_images']} images, {a0['num_identities']} identities, {a0['num_impostor_pairs']:,} "
                   f"impostor / {a0['num_genuine_pairs']:,} genuine pairs.", "",
@@ -332,12 +337,14 @@ def markdown(result: dict) -> str:
                 f"{q['zero_points_zero']}" for k, q in m["qat"].items())]
         lines += [""] + speed_table(m["speed"])
     if result.get("r18_speed"):
-        lines += ["## r18 (random init, speed only)", ""] + speed_table(result["r18_speed"])
+        lines += ["## r18 (random init, speed only)", ""] + ([f"Measured: {result['r18_speed']['measured']}.", ""]
+                                                             if result["r18_speed"].get("measured") else []) \
+            + speed_table(result["r18_speed"])
     return "\n".join(lines) + "\n"
 
 
 def speed_table(sp: dict) -> list[str]:
-    keys = list(sp["batch1"])
+    keys = [k for k in sp["batch1"] if k != "measured"]
     out = ["| artifact | batch 1 ms | speed-up b1 | batch 32 ms | speed-up b32 |", "|---|---|---|---|---|"]
     for k in keys:
         a, b = sp["batch1"][k], sp["batch32"][k]
@@ -408,8 +415,14 @@ def main(argv=None) -> None:
     result = {"models": {}}
     for key in args.models:
         result["models"][key] = evaluate_model(key, args, rec, shared)
-    if not args.no_r18:
+    cached_r18 = Path(args.work) / "r18" / "speed.json"
+    if not args.no_r18 and args.cached_only and cached_r18.is_file():  # an earlier r18_speed() of this script
+        result["r18_speed"] = json.loads(cached_r18.read_text())
+    elif not args.no_r18:
         result["r18_speed"] = r18_speed(args, rec, shared)
+        from edgekd.io import write_json_atomic
+
+        write_json_atomic(cached_r18, {**result["r18_speed"], "measured": result["r18_speed"].get("measured", "")})
     result["run"] = rec.finish({"embedding (ORT intra-op)": 1, "latency (ORT intra-op)": 2, "torch (QAT)": 1})
     result["settings"] = vars(args)
     path = write_result(args.out_stem, result, markdown(result))
