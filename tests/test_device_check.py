@@ -51,7 +51,6 @@ def test_device_check_control_flow(tmp_path):
     assert bundle["data"]["folds"] == [2]
 
 
-@pytest.mark.slow
 def test_device_check_bundle_on_real_faces(tmp_path, shared_data):
     """The bundle from FP16 + INT8 (Q/DQ path) engines on LFW fold 7 (600 real pairs), in a process where torch
     cannot be imported, under JetPack 6's NVML (memory NOT_SUPPORTED: null with its reason, "—" in markdown)."""

@@ -50,7 +50,6 @@ def test_foamliu_onnx_agrees_with_checkpoint(shared_data):
 
 
 @pytest.mark.shared_data
-@pytest.mark.slow
 def test_foamliu_full_lfw_reaches_99(shared_data):
     from edgekd.data.verification import load_verification
     from edgekd.runtime import open_artifact

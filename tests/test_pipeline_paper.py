@@ -35,7 +35,6 @@ def test_paper_settings_keep_their_full_scale_choices_under_the_toy_overrides():
     assert cfg.data.val_pairs_per_fold is None and cfg.export.precisions == ["fp32", "fp16", "int8"]
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_paper_config_runs_at_toy_scale(tmp_path):
     from edgekd.pipeline.run import run_pipeline

@@ -16,7 +16,6 @@ TINY = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(3600)  # ~3 min alone; far longer on the shared CPU under load
 def test_pipeline_runs_then_resumes(tmp_path):
     from edgekd.pipeline.run import run_pipeline

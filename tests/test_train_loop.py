@@ -134,7 +134,6 @@ def _curve(out: Path) -> list:
     return [{k: v for k, v in r.items() if k != "img_per_s"} for r in rows]
 
 
-@pytest.mark.slow
 def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):
     # log means span the checkpoint (log every 3, checkpoint every 2) and Partial FC draws random negatives
     args = ["--model", "mbf", "--data", "synthetic:8x2", "--batch-size", "4", "--steps", "7", "--lr", "0.05",
@@ -162,7 +161,6 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):
     assert s["steps"] == 7
 
 
-@pytest.mark.slow
 def test_two_processes_with_gloo(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -180,7 +178,6 @@ def test_two_processes_with_gloo(tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.slow
 def test_real_recordio_shard_and_bin(shared_data, tmp_path):
     """The real formats: an MXNet RecordIO shard (8 faces, 2 identities); small_lfw.bin (all pairs positive) is
     refused as a verification set before training."""
