@@ -98,7 +98,7 @@ def test_stage_plan_synthetic(tmp_path):
 def test_stage_plan_with_tensorrt(tmp_path, monkeypatch):
     import edgekd.pipeline.plan as pl
 
-    monkeypatch.setattr(pl, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(pl, "tensorrt_installed", lambda: True)
     cfg = load_pipeline_config(None, ["data.source=synthetic", "teacher.weights=null", "methods=[vanilla]"])
     names = [s.name for s in pl.build_stages(cfg, tmp_path)]
     assert "tensorrt" not in names and "tensorrt/mobilefacenet_vanilla" in names

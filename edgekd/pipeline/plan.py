@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 from edgekd.data.plan import data_plan, load_val, prepare_data
@@ -22,6 +21,7 @@ from edgekd.errors import EdgekdError
 from edgekd.paths import shared_path
 from edgekd.pipeline.settings import PipelineConfig
 from edgekd.pipeline.stages import Stage
+from edgekd.runtime.tensorrt import tensorrt_installed
 
 PRETRAINED_TEACHER = ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt")
 CALIB_METHOD = "minmax"  # the INT8 artifact the pipeline evaluates (export_model names it stem.int8-minmax.onnx)
@@ -36,10 +36,6 @@ def resolve_threads(threads: int | str) -> int:
         return int(threads)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 1 if os.getloadavg()[0] >= cores else cores
-
-
-def tensorrt_available() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
 
 
 def method_stem(method: str) -> str:
@@ -277,7 +273,7 @@ def build_stages(cfg: PipelineConfig, out: Path) -> list[Stage]:
             deployed += [Deployed(f"{sname}_{mname}", student["model"], mname, p, export_stage_name, "artifacts", "")
                          for p in cfg.export.precisions]
 
-    if cfg.export.tensorrt == "auto" and tensorrt_available():
+    if cfg.export.tensorrt == "auto" and tensorrt_installed():
         for d in [d for d in deployed if d.key == "artifacts"]:
             engine_stage_name = f"tensorrt/{d.name}"
             if engine_stage_name not in by:
