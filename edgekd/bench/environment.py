@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgekd.bench.memory import TEGRA_RELEASE
+from edgekd.runtime.tensorrt.sidecar import TEGRA_RELEASE, l4t_release
 
 PACKAGES = ("edgekd", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda", "torch",
             "torchvision", "nvidia-ml-py", "opencv-python", "opencv-python-headless", "pillow")
@@ -65,13 +65,7 @@ def jetson_release(path: str | Path = TEGRA_RELEASE) -> dict | None:
     if text is None:
         return None
     first = text.splitlines()[0] if text else ""
-    l4t = None
-    try:
-        major = first.split("R", 1)[1].split()[0]
-        rev = first.split("REVISION:", 1)[1].split(",")[0].strip()
-        l4t = f"{major}.{rev}"
-    except IndexError:
-        pass
+    l4t = l4t_release(first)
     jetpack = None
     if shutil.which("dpkg-query"):
         try:

@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+from edgekd.runtime.tensorrt.sidecar import TEGRA_RELEASE
 
 
 def is_jetson() -> bool:

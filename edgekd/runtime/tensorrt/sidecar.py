@@ -27,16 +27,25 @@ def sidecar_path(engine: str | Path) -> Path:
     return Path(str(engine) + ".json")
 
 
+def l4t_release(first_line: str) -> str | None:
+    """The L4T release in /etc/nv_tegra_release's first line ("# R36 (release), REVISION: 3.0, ..." -> "36.3.0"),
+    None when the line has no such fields. The one parser: the sidecar and the bench environment both use it."""
+    try:
+        major = first_line.split("R", 1)[1].split()[0]
+        rev = first_line.split("REVISION:", 1)[1].split(",")[0].strip()
+    except IndexError:
+        return None
+    return f"{major}.{rev}" if major and rev else None
+
+
 def jetpack_release(path: Path = TEGRA_RELEASE) -> str | None:
     """L4T release line on a Jetson ("# R36 (release), REVISION: 3.0, ..." -> "R36.3.0"), else None."""
     try:
         head = path.read_text().splitlines()[0]
     except (OSError, IndexError):
         return None
-    parts = [p.strip() for p in head.lstrip("# ").split(",")]
-    major = parts[0].split()[0] if parts and parts[0] else ""
-    rev = next((p.split(":", 1)[1].strip() for p in parts if p.upper().startswith("REVISION")), "")
-    return f"{major}.{rev}" if major and rev else head.strip()
+    l4t = l4t_release(head)
+    return f"R{l4t}" if l4t else head.strip()
 
 
 def gpu_identity(cuda) -> dict:
