@@ -3,9 +3,10 @@
 The student trains under fake quantization that matches the Q/DQ file `edgekd export` writes for TensorRT:
 BatchNorm folded into the convs (as the exporter and ONNX Runtime's pre-processing fold it), symmetric per-channel
 INT8 weights (scale max|w|/127, as onnxruntime.quantization computes it), symmetric per-tensor INT8 activations at
-every quantized conv's input and output (ranges: min-max over the calibration faces), and the same float layers
-(first conv, embedding tail, plus the float layers of a gated file). The loss is the cosine distance between the
-student's embedding and the teacher's (the FP32 model itself, or any `--teacher`), so no labels are needed.
+every quantized conv's input (TensorRT's placement; ranges: the calibration method's, computed by the same
+`Int8Quantizer` on the FP32 model), and the same float layers (first conv, embedding tail, plus the float layers of
+a gated file). The loss is the cosine distance between the student's embedding and the teacher's (the FP32 model
+itself, or any `--teacher`), so no labels are needed.
 The trained float weights are then quantized by the very same onnxruntime.quantization path as the PTQ files
 (`Int8Quantizer`), giving a Q/DQ ONNX with zero zero-points.
 
@@ -26,7 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import EdgekdError
+from edgekd.export.thresholds import GATE_IMAGES
 
+CALIB_FACES = 256  # activation ranges come from the first 256 training faces (ORT's histogram calibrators hold
+# every activation of every face in memory: ~20 MB per face for a MobileFaceNet)
 QMAX = 127  # symmetric INT8: [-127, 127], zero point 0 (ORT's symmetric range for weights and activations)
 
 
@@ -111,55 +115,14 @@ def _act_fq(x, amax: float):
     return torch.fake_quantize_per_tensor_affine(x, max(amax, 1e-12) / QMAX, 0, -QMAX, QMAX)
 
 
-def _clip_after(gm, name: str):
-    """The ReLU/ReLU6 module that alone consumes layer `name`'s output, if any."""
-    from torch import nn
-
-    node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == name)
-    users = list(node.users)
-    if len(users) == 1 and users[0].op == "call_module" and isinstance(gm.get_submodule(users[0].target),
-                                                                       (nn.ReLU, nn.ReLU6, nn.Hardtanh)):
-        return gm.get_submodule(users[0].target)
-    return None
-
-
-def _activation_ranges(gm, names, x: np.ndarray, batch: int = 32) -> tuple[dict, dict]:
-    """max |input| and max |output| of each quantized layer over the calibration faces (min-max calibration).
-
-    A layer whose output only feeds a ReLU/ReLU6 takes that activation's output range, as onnxruntime's quantizer
-    does (QDQQuantizer adjusts a Relu/Clip input's range to its output's), so the step size matches the file."""
-    import torch
-
-    amax_in = dict.fromkeys(names, 0.0)
-    amax_out = dict.fromkeys(names, 0.0)
-
-    def record(n, inp, out) -> None:  # a forward hook returning None leaves the output alone
-        amax_in[n] = max(amax_in[n], float(inp[0].abs().max()))
-        if _clip_after(gm, n) is None:
-            amax_out[n] = max(amax_out[n], float(out.abs().max()))
-
-    def record_clip(n, out) -> None:
-        amax_out[n] = max(amax_out[n], float(out.abs().max()))
-
-    hooks = [gm.get_submodule(n).register_forward_hook(lambda mod, inp, out, n=n: record(n, inp, out)) for n in names]
-    hooks += [_clip_after(gm, n).register_forward_hook(lambda mod, inp, out, n=n: record_clip(n, out))
-              for n in names if _clip_after(gm, n) is not None]
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            gm(torch.from_numpy(x[i : i + batch]))
-    for h in hooks:
-        h.remove()
-    return amax_in, amax_out
-
-
-def _attach_fake_quant(gm, names, amax_in, amax_out) -> None:
+def _attach_fake_quant(gm, amax_in: dict[str, float]) -> None:
+    """Fake-quantize each named layer's weight (per channel) and input (per tensor, its calibrated range)."""
     from torch.nn.utils import parametrize
 
-    for n in names:
+    for n, amax in amax_in.items():
         m = gm.get_submodule(n)
         parametrize.register_parametrization(m, "weight", _WeightFQ.module())
-        m.register_forward_pre_hook(lambda mod, inp, n=n: (_act_fq(inp[0], amax_in[n]),))
-        m.register_forward_hook(lambda mod, inp, out, n=n: _act_fq(out, amax_out[n]))
+        m.register_forward_pre_hook(lambda mod, inp, amax=amax: (_act_fq(inp[0], amax),))
 
 
 def _write_back(model, gm, pairs: dict) -> None:
@@ -198,6 +161,25 @@ def open_training_faces(data, preprocess, folds, n: int, seed: int, tmp: Path):
     return open_calib(tmp / "faces", preprocess)
 
 
+def fake_quantized(student, faces, meta: dict, float_layers=(), method: str = "minmax"):
+    """BN-folded copy of `student` under the fake quantization of the Q/DQ file `Int8Quantizer` would write for it:
+    returns (graph module, conv->BN pairs folded, float module names, fake-quantized module names)."""
+    from edgekd.export.int8 import Int8Quantizer
+    from edgekd.export.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-qat-") as tmpdir:
+        fp32 = Path(tmpdir) / "fp32.onnx"
+        export_onnx(student, fp32, meta, student.preprocess.input_size, 17, True)
+        gm, pairs = _fold_bn(student)
+        with Int8Quantizer(fp32, faces, limit=CALIB_FACES) as q:
+            node_to_module = _onnx_to_modules(q, gm)
+            floating = {node_to_module[n] for n in [*q.default_float, *float_layers] if n in node_to_module}
+            amax = q.input_amax(method)
+    names = [m for m in _weighted_modules(gm) if m not in floating]
+    _attach_fake_quant(gm, {node_to_module[n]: a for n, a in amax.items() if node_to_module[n] in names})
+    return gm, pairs, floating, names
+
+
 def train_qat(student, teacher, faces, out, meta: dict, steps: int = 60, seed: int = 0, batch_size: int = 32,
               lr: float = 2e-5, float_layers=(), method: str = "minmax", progress: bool = True) -> dict:
     """QAT of `student` (nn.Module with .preprocess) against `teacher` on a CalibSet; writes the Q/DQ ONNX `out`."""
@@ -215,14 +197,7 @@ def train_qat(student, teacher, faces, out, meta: dict, steps: int = 60, seed: i
     x_all = np.concatenate(list(faces.batches(256)))
     with tempfile.TemporaryDirectory(prefix="edgekd-qat-") as tmpdir:
         fp32 = Path(tmpdir) / "fp32.onnx"
-        export_onnx(student, fp32, meta, pre.input_size, 17, True)
-        gm, pairs = _fold_bn(student)
-        with Int8Quantizer(fp32, faces) as q:
-            node_to_module = _onnx_to_modules(q, gm)
-            floating = {node_to_module[n] for n in [*q.default_float, *float_layers] if n in node_to_module}
-        names = [m for m in _weighted_modules(gm) if m not in floating]
-        amax_in, amax_out = _activation_ranges(gm, names, x_all)
-        _attach_fake_quant(gm, names, amax_in, amax_out)
+        gm, pairs, floating, names = fake_quantized(student, faces, meta, float_layers, method)
         gm.eval()  # frozen BN statistics (folded anyway) — gradients still flow
         opt = torch.optim.Adam([p for p in gm.parameters() if p.requires_grad], lr=lr)
         warm = max(1, steps // 4)  # Adam's first updates are full-size whatever the gradient: ramp up, then decay
@@ -241,13 +216,13 @@ def train_qat(student, teacher, faces, out, meta: dict, steps: int = 60, seed: i
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if not np.isfinite(losses[-1]):
                 raise EdgekdError(f"QAT loss became {losses[-1]} at step {len(losses)}; lower --lr")
         _write_back(student, gm, pairs)
         student.eval()
         export_onnx(student, fp32, meta, pre.input_size, 17, True)
-        with Int8Quantizer(fp32, faces) as q:
+        with Int8Quantizer(fp32, faces, limit=CALIB_FACES) as q:
             rec = q.write(out, method, list(float_layers), "qdq-s8s8",
                           extra_meta={"qat": json.dumps({"steps": steps, "seed": seed, "lr": lr})})
     k = max(1, min(5, steps // 4))
@@ -259,8 +234,8 @@ def train_qat(student, teacher, faces, out, meta: dict, steps: int = 60, seed: i
 
 def run_qat(weights=None, data=None, out=None, model: str | None = None, steps: int = 60, seed: int = 0,
             teacher=None, batch_size: int = 32, lr: float = 2e-5, n: int = 512, folds=None, float_layers_from=None,
-            method: str | None = None, gate_data=None, gate_folds=None, gate_limit: int | None = 1200, log=print,
-            progress: bool = True) -> dict:
+            method: str | None = None, gate_data=None, gate_folds=None, gate_limit: int | None = GATE_IMAGES,
+            log=print, progress: bool = True) -> dict:
     """`edgekd qat`: load the model (and teacher), draw the faces, train, write the Q/DQ ONNX `out` (+ thresholds
     with `gate_data`) and `<stem>.qat.json`; returns the report."""
     from edgekd import __version__
