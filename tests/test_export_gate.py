@@ -169,3 +169,69 @@ def test_runtime_runs_tensorrt_qdq_files_as_written(tiny):
     data = tiny["data"]
     rt = OnnxRuntime(tiny["root"] / "s8s8.onnx")
     np.testing.assert_allclose(rt(data.x[:16]), embed(tiny["root"] / "s8s8.onnx", data)[:16], rtol=1e-5, atol=1e-6)
+
+
+class _ResidualReLU6(ConvFace):
+    """MobileFaceNet's pattern: conv -> ReLU6, a residual Add, then more convs (what ORT's default placement splits)."""
+
+    def __init__(self):
+        import torch
+        from torch import nn
+
+        super().__init__()
+        torch.manual_seed(0)
+        self.c = nn.ModuleList([nn.Conv2d(3, 8, 3, 2, 1)] + [nn.Conv2d(8, 8, 3, 1, 1) for _ in range(3)])
+        self.act = nn.ReLU6()
+        self.fc = nn.Linear(8, 16)
+
+    def forward(self, x):
+        x = self.act(self.c[0](x))
+        y = self.act(self.c[1](x))
+        x = x + self.c[2](y)
+        return self.fc(self.act(self.c[3](x)).mean((2, 3)))
+
+
+def test_tensorrt_file_quantizes_weighted_op_inputs_only_and_float_layers_stay_float(tiny, tmp_path):
+    """TensorRT's Q/DQ placement: activations quantized only where a weighted op reads them, never at a conv output
+    or before a ReLU6; a float layer's input carries no Q/DQ (ORT's default left one there through the ReLU6/Add
+    feeding it, so 'float' layers were still fed INT8-rounded activations)."""
+    import onnx
+
+    src = export(tmp_path / "res.onnx", _ResidualReLU6().eval())
+    calib = open_calib(tiny["root"] / "calib0", PRE)
+    with Int8Quantizer(src, calib) as q:
+        convs = [n for n in q.quantizable_nodes() if n not in q.default_float]
+        dst = tmp_path / "q.onnx"
+        q.write(dst, "minmax", [convs[-1]])
+    m = onnx.load(str(dst))
+    weights = {i.name for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    consumers = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    act_dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in producer]
+    assert act_dq
+    for dq in act_dq:  # every activation Q/DQ exists because a weighted op reads it (an Add may share it: the
+        # residual input, which TensorRT's placement guide quantizes as well)
+        assert any(c.op_type in ("Conv", "Gemm", "MatMul") and c.input[0] == dq.output[0]
+                   for c in consumers[dq.output[0]]), dq.name
+        assert {c.op_type for c in consumers[dq.output[0]]} <= {"Conv", "Gemm", "MatMul", "Add"}, dq.name
+        q_src = producer[producer[dq.input[0]].input[0]] if producer[dq.input[0]].input[0] in producer else None
+        assert q_src is None or q_src.op_type not in ("Conv", "Gemm", "MatMul"), "a conv output is quantized"
+    float_conv = next(n for n in m.graph.node if n.name == convs[-1])
+    assert producer[float_conv.input[0]].op_type != "DequantizeLinear"
+    assert float_conv.input[1] in weights  # float weights, no DequantizeLinear
+
+
+def test_sensitivity_ranks_every_quantized_layer(tiny, tmp_path):
+    """Each quantized layer gets a rank (the gate's fallback search draws from it). onnxruntime's own matching pairs
+    only Q/DQ'd tensors, and conv outputs carry none under TensorRT's placement: it ranked 1 of 3 layers here."""
+    src = export(tmp_path / "res.onnx", _ResidualReLU6().eval())
+    with Int8Quantizer(src, open_calib(tiny["root"] / "calib0", PRE)) as q:
+        q.write(tmp_path / "q.onnx", "minmax")
+        ranking = gate.sensitivity(q, tmp_path / "q.onnx")
+        expected = set(q.quantizable_nodes()) - set(q.default_float)
+    assert {r["node"] for r in ranking} == expected and len(expected) == 3
+    noise = [r["added_noise_sqnr_db"] for r in ranking]
+    assert noise == sorted(noise) and all(np.isfinite(noise))

@@ -28,17 +28,12 @@ def data() -> None:
 def pack(source, out, resize, identities_from, folds, overwrite):
     """Pack SOURCE (folder per identity, label.txt, .rec or synthetic:AxB) into OUT/train.rec, train.idx, property."""
     from edgekd.data import lfw_fold_identities, open_dataset, pack_dataset
+    from edgekd.data.folds import parse_folds
 
-    ids = lfw_fold_identities(identities_from, _folds(folds)) if identities_from else None
+    ids = lfw_fold_identities(identities_from, parse_folds(folds)) if identities_from else None
     ds = open_dataset(source, resize=resize, identities=ids)
     pack_dataset(ds, out, overwrite=overwrite)
     click.echo(f"{out}: {len(ds)} images, {ds.num_classes} identities (insightface RecordIO)")
-
-
-def _folds(spec: str) -> list[int]:
-    from edgekd.data.folds import parse_folds
-
-    return parse_folds(spec)
 
 
 @data.command("pack-pairs")
@@ -69,8 +64,9 @@ def align(raw_dir, out_dir, landmarks, scale, size, identities_from, folds, work
     """Align raw face photos onto the ArcFace template with 5-point landmarks (atomic: all or nothing)."""
     from edgekd.data import lfw_fold_identities
     from edgekd.data.align import align_folder
+    from edgekd.data.folds import parse_folds
 
-    ids = lfw_fold_identities(identities_from, _folds(folds)) if identities_from else None
+    ids = lfw_fold_identities(identities_from, parse_folds(folds)) if identities_from else None
     m = align_folder(raw_dir, out_dir, landmarks, scale, _size(size), ids, overwrite, workers)
     click.echo(f"{out_dir}: {m['count']} faces of {m['identities']} identities aligned to {size}; "
                f"{m['skipped_without_landmarks']} images without landmarks skipped")

@@ -9,12 +9,6 @@ PRECISION = click.Choice(ARTIFACT_PRECISIONS)
 API = click.Choice(["auto", "builder-flags", "strongly-typed"])
 
 
-def _folds(value: str | None) -> list[int] | None:
-    from edgekd.data.folds import parse_folds
-
-    return parse_folds(value)
-
-
 def _profile(value: str) -> tuple[int, int, int]:
     from edgekd.errors import EdgekdError
 
@@ -60,8 +54,8 @@ def _engine_options(f):
               help="Gate/threshold images: identity folder, label.txt, RecordIO or LFW pairs.txt (with --gate-folds); "
                    "identities disjoint from what you report on. Every artifact gets its thresholds measured here.")
 @click.option("--gate-folds", help="LFW folds whose identities form the gate data, e.g. 1-5.")
-@click.option("--gate-images", default=1200, show_default=True, type=click.IntRange(min=2),
-              help="Gate images to use (whole identities, seeded).")
+@click.option("--gate-images", type=click.IntRange(min=2),
+              help="Gate images to use (whole identities, seeded) [default: 4000, export.thresholds.GATE_IMAGES].")
 @_engine_options
 def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, calib_methods, calib_limit,
                    int8_first_conv, int8_tail, verify, folds, trt_precision, int8_gate, gate_data, gate_folds,
@@ -69,13 +63,14 @@ def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, cali
     """Export a model to ONNX (dynamic batch, parity-checked), FP16 and INT8 Q/DQ ONNX, optionally a TensorRT engine."""
     from pathlib import Path
 
+    from edgekd.data.folds import parse_folds
     from edgekd.export.run import artifact_path, build_from_onnx, export_model
 
     methods = tuple(calib_methods) or ("minmax",)
     report = export_model(weights, model, out, opset, not no_simplify, not no_fp16, calib, methods,
-                          not int8_first_conv, not int8_tail, calib_limit, verify, _folds(folds), trt_precision,
-                          int8_gate=int8_gate, gate_data=gate_data, gate_folds=_folds(gate_folds),
-                          gate_limit=gate_images)
+                          not int8_first_conv, not int8_tail, calib_limit, verify, parse_folds(folds), trt_precision,
+                          int8_gate=int8_gate, gate_data=gate_data, gate_folds=parse_folds(gate_folds, "--gate-folds"),
+                          **({"gate_limit": gate_images} if gate_images else {}))
     if trt_precision or print_trtexec:
         fp32 = Path(report["onnx"]["path"])
         precision = trt_precision or "fp16"
@@ -132,7 +127,7 @@ def calib_make(source, out, n, model, seed, folds, overwrite):
         from edgekd.models.registry import model_preprocess
 
         pre = model_preprocess(model)
-    m = make_calib(source, out, n, seed, pre, _folds(folds), model, overwrite)
+    m = make_calib(source, out, n, seed, pre, parse_folds(folds), model, overwrite)
     click.echo(f"{out}: {m['count']} faces from {m['identities']} identities of {m['source_description']}"
                + (f" ({m['note']})" if m.get("note") else ""))
 

@@ -26,9 +26,9 @@ from edgekd.cli.app import cli
 def qat_command(weights, model, data, folds, n, out, steps, seed, teacher, batch_size, lr, float_layers_from, gate_data,
                 gate_folds, quiet):
     """Quantization-aware training against a teacher's embeddings; writes a Q/DQ ONNX with zero zero-points."""
-    from edgekd.cli.export_cmd import _folds
+    from edgekd.data.folds import parse_folds
     from edgekd.export.qat import run_qat
 
     run_qat(weights=weights, data=data, out=out, model=model, steps=steps, seed=seed, teacher=teacher,
-            batch_size=batch_size, lr=lr, n=n, folds=_folds(folds), float_layers_from=float_layers_from,
-            gate_data=gate_data, gate_folds=_folds(gate_folds), log=click.echo, progress=not quiet)
+            batch_size=batch_size, lr=lr, n=n, folds=parse_folds(folds), float_layers_from=float_layers_from,
+            gate_data=gate_data, gate_folds=parse_folds(gate_folds, "--gate-folds"), log=click.echo, progress=not quiet)

@@ -15,6 +15,7 @@ import numpy as np
 from edgekd import __version__
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
+from edgekd.export.thresholds import GATE_IMAGES
 from edgekd.io import atomic_path, check_writable_dir, sha256_file, write_json_atomic
 
 def artifact_path(onnx: Path, precision: str, method: str | None = None) -> Path:
@@ -67,7 +68,8 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
                  fp16: bool = True, calib=None, calib_methods=("minmax",), keep_first_conv: bool = True,
                  keep_tail: bool = True, calib_limit: int | None = None, verify=None, folds=None,
                  trt_precision: str | None = None, log=print, progress: bool = True, int8_gate: str | None = None,
-                 gate_data=None, gate_folds=None, gate_limit: int | None = 1200, method: str | None = None) -> dict:
+                 gate_data=None, gate_folds=None, gate_limit: int | None = GATE_IMAGES,
+                 method: str | None = None) -> dict:
     """Write the ONNX artifacts and `<stem>.export_report.json`; returns the report.
 
     With `gate_data` every artifact gets its own thresholds; with `int8_gate` also `<stem>.int8-gated.onnx`
