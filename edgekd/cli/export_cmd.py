@@ -119,6 +119,7 @@ def calib_group():
 @click.option("--overwrite", is_flag=True)
 def calib_make(source, out, n, model, seed, folds, overwrite):
     """Draw a seeded, identity-balanced calibration set."""
+    from edgekd.data.folds import parse_folds
     from edgekd.export.calib import make_calib
     from edgekd.preprocess import ARCFACE
 
