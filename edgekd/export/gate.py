@@ -7,9 +7,9 @@ all-pairs against the FP32 model on the same images:
 - the INT8 FAR at the FP32 model's FAR=1e-4 threshold is <= 2e-4 (a deployed threshold must not let in twice the
   impostors it was set for).
 Search: every calibration method with the default float layers (first conv, embedding tail); if none passes, rank
-the quantized layers by sensitivity — the signal-to-quantization-noise ratio (dB) each layer loses between its input
-and its output when the whole model runs quantized (onnxruntime.quantization.qdq_loss_debug), on calibration
-faces — and keep the most sensitive in float: k = 1, 2, 4, 8, ... until the gate holds, then bisect down to the
+the quantized layers by sensitivity — the quantization noise each layer adds itself when the whole model runs
+quantized (`sensitivity`: SQNR vs the float model at its input and output, on calibration faces) — and keep the
+noisiest in float: k = 1, 2, 4, 8, ... until the gate holds, then bisect down to the
 smallest passing k, at most half the weighted layers. If nothing passes: EdgekdError with the best reached.
 """
 

@@ -36,8 +36,9 @@ WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 # form -> (quant_format, activation type, symmetric activations, reduce_range, weighted-op inputs only)
 # TensorRT's Q/DQ placement recommendation (and NVIDIA ModelOpt's default) is to quantize the inputs of weighted ops
 # and not their outputs. onnxruntime's default also quantizes every Conv output and, with symmetric activations, keeps
-# a Q/DQ pair before each ReLU6 over the pre-activation range; on the foamliu MobileFaceNet that placement cost min
-# cosine 0.969 vs 0.988 (minmax, 400 LFW faces). ORT's CPU forms need quantized outputs to chain integer kernels.
+# a Q/DQ pair before each ReLU6 over the pre-activation range; on the foamliu MobileFaceNet that placement gave min
+# cosine 0.953 vs 0.986 (minmax, benchmarks/results/int8_fidelity.md). ORT's CPU forms need quantized outputs to chain
+# integer kernels.
 FORMS = {
     "qdq-s8s8": ("QDQ", "QInt8", True, False, True),  # TensorRT
     "qdq-u8s8": ("QDQ", "QUInt8", False, False, False),
