@@ -62,7 +62,8 @@ def make_calib_set(work: Path, pairs: Path, pre, n: int):
 
 def export_dir(work: Path, weights: Path, calib, gate_images: int | None) -> Path:
     """The export's cache folder: keyed by (weights, calib, gate spec, gate size, quantizer version) hash."""
-    return work / f"export-{hashlib.sha256(f'{_sha(weights)} {calib.sha256} {GATE} {gate_images} v4'.encode()).hexdigest()[:16]}"
+    key = hashlib.sha256(f"{_sha(weights)} {calib.sha256} {GATE} {gate_images} v4".encode()).hexdigest()[:16]
+    return work / f"export-{key}"
 
 
 def export_stage(work: Path, name: str, weights: Path, calib, pairs: Path, gate_images: int | None) -> dict:

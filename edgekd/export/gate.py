@@ -104,17 +104,16 @@ def sensitivity(q: Int8Quantizer, qdq_path: Path, faces: int = SENSITIVITY_FACES
         acts_f = collect_activations(str(aug_f), CalibReader(q.calib, q.input_name, limit=faces))
         acts_q = collect_activations(str(aug_q), CalibReader(q.calib, q.input_name, limit=faces))
 
-    def sqnr(name: str) -> float | None:
-        if name not in acts_f or name not in acts_q:
-            return None
-        return float(compute_signal_to_quantization_noice_ratio(acts_f[name], acts_q[name]))
-
     quantizable = set(q.quantizable_nodes()) - set(q.default_float)
+    nodes = [n for n in q.model.graph.node if n.name in quantizable]
+    # one SQNR per tensor: a layer's output is usually the next layer's input
+    sqnr = {t: float(compute_signal_to_quantization_noice_ratio(acts_f[t], acts_q[t]))
+            for t in {t for n in nodes for t in (n.input[0], n.output[0])} if t in acts_f and t in acts_q}
     ranked = []
-    for n in q.model.graph.node:
-        if n.name not in quantizable or (s_out := sqnr(n.output[0])) is None:
+    for n in nodes:
+        if (s_out := sqnr.get(n.output[0])) is None:
             continue
-        s_in = sqnr(n.input[0])
+        s_in = sqnr.get(n.input[0])
         noise_in = 0.0 if s_in is None else 10 ** (-s_in / 10)
         own = max(10 ** (-s_out / 10) - noise_in, 1e-12)
         ranked.append({"node": n.name, "op": n.op_type, "sqnr_in_db": s_in, "sqnr_out_db": s_out,
