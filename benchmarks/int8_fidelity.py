@@ -1,7 +1,8 @@
 """INT8 fidelity where verifiers operate: every INT8 variant of the shared MobileFaceNets judged all-pairs at low FAR.
 
 Per model (foamliu MS1M, xiaoccer CASIA; real weights from the shared data): `edgekd export` with a calibration set,
-the accuracy gate and thresholds from LFW folds 1-5 identities only (minmax / entropy / percentile Q/DQ, gated Q/DQ,
+the accuracy gate and thresholds from LFW folds 1-5 identities only (gate data: all 5,373 photos of those identities,
+aligned from raw_150 as `edgekd data align` does) (minmax / entropy / percentile Q/DQ, gated Q/DQ,
 ONNX Runtime CPU INT8), `edgekd qat` (3 seeds, foamliu), then on the images of LFW folds 6-10 identities (~3,900
 images, ~7.5 M impostor pairs; single pass, no flip, as the thresholds are set): TAR at FAR 1e-3/1e-4/1e-5 with
 95 % identity-bootstrap intervals, FAR/TAR at each artifact's own stored thresholds, min/mean cosine vs FP32, and
@@ -60,23 +61,38 @@ def make_calib_set(work: Path, pairs: Path, pre, n: int):
     return open_calib(path, pre)
 
 
-def export_dir(work: Path, weights: Path, calib, gate_images: int | None) -> Path:
-    """The export's cache folder: keyed by (weights, calib, gate spec, gate size, quantizer version) hash."""
-    key = hashlib.sha256(f"{_sha(weights)} {calib.sha256} {GATE} {gate_images} v4".encode()).hexdigest()[:16]
+def gate_set(root: Path, shared: Path) -> Path:
+    """Gate data: every photo of LFW folds 1-5 identities (5,373), aligned from raw_150 with the LFW landmarks, as
+    `edgekd data align raw_150 D --landmarks lfw_landmark.txt --scale 0.6 --identities-from pairs.txt --folds 1-5`
+    writes it. Their 3,811 aligned pair images hold ~4,400 genuine pairs, too few for a 0.3 pt bound at 95 %."""
+    from edgekd.data import lfw_fold_identities
+    from edgekd.data.align import align_folder
+
+    lfw, out = shared / "lfw", root / "gate-raw150-folds1-5"
+    if not (out / "manifest.json").is_file():
+        align_folder(lfw / "raw_150", out, lfw / "lfw_landmark.txt", 0.6, (112, 112),
+                     lfw_fold_identities(lfw / "pairs.txt", CALIB_FOLDS), workers=2, progress=False)
+    return out
+
+
+def export_dir(work: Path, weights: Path, calib, gate: Path, gate_images: int | None) -> Path:
+    """The export's cache folder: keyed by (weights, calib, gate spec, gate data, gate size, quantizer version)."""
+    key = hashlib.sha256(f"{_sha(weights)} {calib.sha256} {GATE} {_sha(gate / 'manifest.json')} {gate_images} v5"
+                         .encode()).hexdigest()[:16]
     return work / f"export-{key}"
 
 
-def export_stage(work: Path, name: str, weights: Path, calib, pairs: Path, gate_images: int | None) -> dict:
+def export_stage(work: Path, name: str, weights: Path, calib, gate: Path, gate_images: int | None) -> dict:
     """`edgekd export` as users run it, cached (export_dir)."""
     from edgekd.errors import EdgekdError
     from edgekd.export.run import export_model
 
-    out = export_dir(work, weights, calib, gate_images) / f"{name}.onnx"
+    out = export_dir(work, weights, calib, gate, gate_images) / f"{name}.onnx"
     report_path = Path(f"{out.with_suffix('')}.export_report.json")
     if report_path.is_file():
         return json.loads(report_path.read_text())
     common = dict(weights=weights, model=name, out=out, fp16=False, calib=calib.root,
-                  calib_methods=("minmax", "entropy", "percentile"), gate_data=pairs, gate_folds=CALIB_FOLDS,
+                  calib_methods=("minmax", "entropy", "percentile"), gate_data=gate,
                   gate_limit=gate_images, log=log, progress=False)
     try:
         report = export_model(int8_gate=GATE, **common)
@@ -90,19 +106,20 @@ def export_stage(work: Path, name: str, weights: Path, calib, pairs: Path, gate_
     return report
 
 
-def qat_stage(work: Path, name: str, weights: Path, calib, pairs: Path, gated: Path | None, seed: int, steps: int,
-              gate_images: int | None, faces: int, lr: float) -> dict | None:
-    """`edgekd qat` on `faces` images of LFW folds 1-5 identities (seeded draw), the gated file's float layers."""
+def qat_stage(work: Path, name: str, weights: Path, calib, pairs: Path, gate: Path, gated: Path | None, seed: int,
+              steps: int, gate_images: int | None, faces: int, lr: float) -> dict | None:
+    """`edgekd qat` on `faces` aligned images of LFW folds 1-5 identities (seeded draw), the gated file's float layers;
+    thresholds on the gate data."""
     from edgekd.export.qat import run_qat
 
     key = hashlib.sha256(f"{_sha(weights)} {calib.sha256} {_sha(gated) if gated else ''} {seed} {steps} {lr} {faces} "
-                         f"{gate_images} v2".encode()).hexdigest()[:16]
+                         f"{_sha(gate / 'manifest.json')} {gate_images} v3".encode()).hexdigest()[:16]
     out = work / f"qat-{key}" / f"{name}.int8-qat-s{seed}.onnx"
     rep = Path(f"{out.with_suffix('')}.qat.json")
     if rep.is_file():
         return json.loads(rep.read_text())
     return run_qat(weights=weights, model=name, data=pairs, folds=CALIB_FOLDS, n=faces, out=out, steps=steps,
-                   seed=seed, lr=lr, float_layers_from=gated, gate_data=pairs, gate_folds=CALIB_FOLDS,
+                   seed=seed, lr=lr, float_layers_from=gated, gate_data=gate,
                    gate_limit=gate_images, log=log, progress=False)
 
 
@@ -151,12 +168,14 @@ def speed(paths: dict[str, Path], input_size, threads: int = 2, rounds: int = 5)
 
 
 def cpu_form_candidates(fp32: Path, calib, float_layers, method: str, work: Path) -> dict[str, Path]:
+    """Each CPU form with the gated file's method and float layers (the export's first round), cached by those."""
     from edgekd.export.int8 import CPU_FORMS, Int8Quantizer
 
+    key = hashlib.sha256(f"{graph_key(fp32)} {calib.sha256} {method} {sorted(float_layers)}".encode()).hexdigest()[:8]
     out = {}
     with Int8Quantizer(fp32, calib) as q:
         for form in CPU_FORMS:
-            p = work / f"form-{form}.onnx"
+            p = work / f"form-{form}-{key}.onnx"
             if not p.is_file():
                 q.write(p, method, float_layers, form)
             out[form] = p
@@ -186,14 +205,14 @@ def ort_default_placement(fp32: Path, calib, work: Path) -> Path:
     return dst
 
 
-def gate_noise_floor(fp32: Path, pairs: Path, pre, cache: Path, bootstrap: int,
+def gate_noise_floor(fp32: Path, gate: Path, pre, cache: Path, bootstrap: int,
                      levels=(0.01, 0.02, 0.04, 0.06, 0.08)) -> list[dict]:
-    """What the gate's statistic reads for perturbations of known size: FP32 gate embeddings (folds 1-5, all
-    images) plus seeded isotropic Gaussian noise, judged by the gate's own paired drop at FAR 1e-4."""
+    """What the gate's statistic reads for perturbations of known size: FP32 embeddings of the gate data (folds 1-5,
+    all images) plus seeded isotropic Gaussian noise, judged by the gate's own paired drop at FAR 1e-4."""
     from edgekd.eval.allpairs import paired_tar_drop
     from edgekd.export.thresholds import load_gate_data, scores
 
-    data = load_gate_data(pairs, pre, folds=CALIB_FOLDS, limit=None)
+    data = load_gate_data(gate, pre, limit=None)
     ref = embeddings(fp32, data, cache)
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     base = scores(ref, data)
@@ -249,7 +268,8 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
         return {"model": name, "not_measured": "no export of this model had run before this run's deadline"}
     calib = make_calib_set(work, pairs, pre, args.calib_n)
     log(f"[{key}] calibration set {calib.root}: {calib.count} faces")
-    folder = export_dir(work, weights, calib, args.gate_images)
+    gate = gate_set(Path(args.work), shared)
+    folder = export_dir(work, weights, calib, gate, args.gate_images)
     if args.cached_only and not list(folder.glob("*.export_report.json")):
         files = {"fp32": folder / f"{name}.onnx", **{f"int8-{m}": folder / f"{name}.int8-{m}.onnx"
                                                           for m in ("minmax", "entropy", "percentile")}}
@@ -261,7 +281,7 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
                   "export) had not finished before this run's deadline; the plain INT8 files it had written are "
                   "measured, without stored thresholds"}
     else:
-        report = export_stage(work, name, weights, calib, pairs, args.gate_images)
+        report = export_stage(work, name, weights, calib, gate, args.gate_images)
     arts = {k: Path(a["path"]) for k, a in report["artifacts"].items()}
     gated = arts.get("int8-gated")
     qat_reports = {}
@@ -271,7 +291,7 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
             qat_reports[f"int8-qat-s{seed}"] = {"not_measured": "QAT run had not finished before this run's deadline"}
             continue
         r = json.loads(found[0].read_text()) if args.cached_only else \
-            qat_stage(work, name, weights, calib, pairs, gated, seed, args.qat_steps, args.gate_images,
+            qat_stage(work, name, weights, calib, pairs, gate, gated, seed, args.qat_steps, args.gate_images,
                       args.qat_faces, args.qat_lr)
         arts[f"int8-qat-s{seed}"] = Path(r["path"])
         qat_reports[f"int8-qat-s{seed}"] = {k: r[k] for k in ("loss_first", "loss_last", "steps", "seed", "lr",
@@ -326,19 +346,23 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
             if k.startswith("int8-qat") and gated_ps is not None:  # > 0: QAT below gated PTQ (paired, same images)
                 rows[k]["tar_drop_vs_gated_pt"] = {f"{f:.0e}": paired_tar_drop(gated_ps, ps, f, args.bootstrap)
                                                    for f in (1e-3, 1e-4, 1e-5)}
-    floor = gate_noise_floor(arts["fp32"], pairs, pre, Path(args.work) / "emb", args.bootstrap) \
+    floor = gate_noise_floor(arts["fp32"], gate, pre, Path(args.work) / "emb", args.bootstrap) \
         if key == "foamliu" else None
     forms = cpu_form_candidates(arts["fp32"], calib, (report.get("int8_gate") or {}).get("float_layers", []),
                                 (report.get("int8_gate") or {}).get("method", "minmax"), work)
+    choice = report["artifacts"].get("int8-cpu", {}).get("form_choice") or {}
     speed_paths = {"fp32": arts["fp32"], "int8-minmax (S8S8 Q/DQ)": arts["int8-minmax"],
-                   **{f"cpu form {f}": p for f, p in forms.items()}}
+                   **({"int8-cpu (as exported)": arts["int8-cpu"]} if "int8-cpu" in arts else {}),
+                   **{f"cpu form {f}, gated layers": p for f, p in forms.items()}}
     log(f"[{key}] speed ...")
     sp = speed(speed_paths, pre.input_size)
     return {"model": name, "export_report": str(Path(report["onnx"]["path"]).with_suffix("")) + ".export_report.json",
-            "gate": report.get("int8_gate"), "gate_error": report.get("gate_error"),
+            "gate": report.get("int8_gate"), "gate_error": report.get("gate_error"), "cpu_choice": choice,
             "gate_note": report.get("gate_note"), "artifacts": rows,
             "qat": qat_reports, "speed": sp, "gate_noise_floor": floor, "eval_data": data.describe(), "calib": {
-                "path": str(calib.root), "sha256": calib.sha256, "count": calib.count, "folds": CALIB_FOLDS}}
+                "path": str(calib.root), "sha256": calib.sha256, "count": calib.count, "folds": CALIB_FOLDS},
+            "gate_data": {"path": str(gate), "manifest_sha256": _sha(gate / "manifest.json"), "folds": CALIB_FOLDS,
+                          "from": "raw_150 + lfw_landmark.txt (x0.6), edgekd.data.align"}}
 
 
 def r18_speed(args, rec: Record, shared: Path) -> dict:
@@ -368,7 +392,9 @@ def markdown(result: dict) -> str:
 
     lines = ["# INT8 fidelity: all-pairs low-FAR on LFW folds 6-10 identities", "",
              machine_line(result["run"]), *inputs_lines(result["run"]), "",
-             "Calibration, gate and QAT data: LFW folds 1-5 identities only. Evaluation: every image of folds 6-10 "
+             "Calibration, gate and QAT data: LFW folds 1-5 identities only (calibration and QAT: their aligned_112x112 "
+             "images; gate and thresholds: all 5,373 of their photos, aligned from raw_150 with the LFW landmarks). "
+             "Evaluation: every image of folds 6-10 "
              "identities in aligned_112x112, single pass (no flip), all impostor pairs; TAR in %, 95 % intervals "
              "by bootstrap over identities. Stored thresholds were measured by `edgekd export`/`edgekd qat` on the "
              "gate data (folds 1-5) and are applied unchanged here. Latency: ONNX Runtime CPU, 2 threads, "
@@ -389,6 +415,11 @@ def markdown(result: dict) -> str:
             lines += [f"Gate not met: {m['gate_error']}", ""]
         if m.get("gate_note"):
             lines += [f"Gate: not measured — {m['gate_note']}.", ""]
+        if (c := m.get("cpu_choice") or {}).get("chosen"):
+            ch = c["chosen"]
+            lines += [f"int8-cpu: {ch['form']}, {len(ch['float_layers'])} float layers beyond the default, gate "
+                      f"{'passed' if ch['passed'] else 'NOT passed'} on the gate data (drop {ch['drop_pt']:+.3f} pt, "
+                      f"upper 95 % {ch['drop_pt_upper95']:+.3f}); rule: {c['rule']}.", ""]
         a0 = m["artifacts"]["fp32"]
         lines += [f"{a0['num_images']} images, {a0['num_identities']} identities, {a0['num_impostor_pairs']:,} "
                   f"impostor / {a0['num_genuine_pairs']:,} genuine pairs.", "",
@@ -426,8 +457,8 @@ def markdown(result: dict) -> str:
                 f"{k}: loss {q['loss_first']:.5f} → {q['loss_last']:.5f} in {q['steps']} steps, zero points all 0: "
                 f"{q['zero_points_zero']}" for k, q in m["qat"].items())]
         if m.get("gate_noise_floor"):
-            lines += ["", "The gate's statistic on known perturbations (FP32 gate embeddings, folds 1-5, plus seeded "
-                      "Gaussian noise; paired TAR drop at FAR 1e-4):", "",
+            lines += ["", "The gate's statistic on known perturbations (FP32 embeddings of the gate data, folds 1-5, "
+                      "plus seeded Gaussian noise; paired TAR drop at FAR 1e-4):", "",
                       "| mean / min cosine vs FP32 | drop pt [95 % CI] | one-sided upper 95 % |", "|---|---|---|"]
             lines += [f"| {f['mean_cosine']:.5f} / {f['min_cosine']:.4f} | {f['drop_pt']:+.3f} "
                       f"[{f['drop_pt_ci95'][0]:+.3f}, {f['drop_pt_ci95'][1]:+.3f}] | {f['drop_pt_upper95']:+.3f} |"
@@ -469,8 +500,8 @@ def main(argv=None) -> None:
     p.add_argument("--qat-faces", type=int, default=2000, help="QAT training faces drawn from folds 1-5 identities.")
     p.add_argument("--qat-lr", type=float, default=2e-5)
     p.add_argument("--calib-n", type=int, default=256)
-    p.add_argument("--gate-images", type=int, default=None, help="Gate images (default: every image of folds 1-5 "
-                   "identities, ~3,800).")
+    p.add_argument("--gate-images", type=int, default=None, help="Gate images (default: every photo of folds 1-5 "
+                   "identities, 5,373).")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--no-r18", action="store_true")
     p.add_argument("--work", default="runs/int8_fidelity")
@@ -504,10 +535,11 @@ def main(argv=None) -> None:
         work = Path(args.work) / key
         pairs = shared / "lfw" / "pairs.txt"
         calib = make_calib_set(work, pairs, create_model(name).preprocess, args.calib_n)
-        report = export_stage(work, name, shared / rel, calib, pairs, args.gate_images)
+        gate = gate_set(Path(args.work), shared)
+        report = export_stage(work, name, shared / rel, calib, gate, args.gate_images)
         gated = report["artifacts"].get("int8-gated", {}).get("path")
         for seed in args.qat_seeds:
-            r = qat_stage(work, name, shared / rel, calib, pairs, Path(gated) if gated else None, seed,
+            r = qat_stage(work, name, shared / rel, calib, pairs, gate, Path(gated) if gated else None, seed,
                           args.qat_steps, args.gate_images, args.qat_faces, args.qat_lr)
             embeddings(Path(r["path"]), load_eval_data(shared, key), Path(args.work) / "emb")
         return

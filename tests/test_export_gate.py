@@ -119,7 +119,7 @@ def test_int8_stage_writes_gated_cpu_and_thresholds(tiny, tmp_path):
 
     cpu = artifacts["int8-cpu"]
     assert cpu["form"] in CPU_FORMS and set(cpu["form_choice"]["candidates"]) == set(CPU_FORMS)
-    assert cpu["form_choice"]["candidates"][cpu["form"]]["passed"]
+    assert cpu["form_choice"]["chosen"]["passed"] and cpu["form_choice"]["chosen"]["form"] == cpu["form"]
     for key, a in artifacts.items():
         meta = {p.key: p.value for p in onnx.load(str(a["path"])).metadata_props}
         t = stored_thresholds({"thresholds": meta["edgekd.thresholds"]})
@@ -235,3 +235,65 @@ def test_sensitivity_ranks_every_quantized_layer(tiny, tmp_path):
     assert {r["node"] for r in ranking} == expected and len(expected) == 3
     noise = [r["added_noise_sqnr_db"] for r in ranking]
     assert noise == sorted(noise) and all(np.isfinite(noise))
+
+
+def test_fewest_float_layers_doubles_then_bisects():
+    tried = []
+
+    def attempt(layers, need=5):
+        tried.append(len(layers))
+        return {"passed": len(layers) >= need, "drop_pt_upper95": 1.0 / (1 + len(layers)),
+                "far_at_fp32_threshold": 1e-4, "k": len(layers)}
+
+    names = [f"L{i}" for i in range(20)]
+    start = {"passed": False, "drop_pt_upper95": 9.0, "far_at_fp32_threshold": 1e-4, "k": 0}
+    assert gate.fewest_float_layers(attempt, names, start)["k"] == 5 and tried == [1, 2, 4, 8, 6, 5]
+    tried.clear()
+    best = gate.fewest_float_layers(lambda layers: attempt(layers, need=99), names, start)
+    assert not best["passed"] and best["k"] == 20 and tried == [1, 2, 4, 8, 16, 20]
+
+
+class _FloatLayerJudge:
+    """Stands in for gate.Judge (same verdict keys) over files instead of embeddings (gate.embed is patched to pass
+    the path through): a file passes once it keeps `need` layers in float. The search's wiring is then checked
+    without depending on how noisy the tiny model's INT8 happens to be."""
+
+    spec = gate.parse_spec("tar@1e-4=0.3")
+
+    def __init__(self, data, need):
+        self.data, self.need = data, need
+
+    def __call__(self, path):
+        import json
+
+        from edgekd.export import graph
+
+        n = len(json.loads(graph.read_metadata(graph.load(path))["float_layers"]))
+        drop = 0.2 * max(0, self.need - n) + 0.1
+        return {"drop_pt": drop, "drop_pt_ci95": [drop - 0.1, drop + 0.1], "drop_pt_upper95": drop + 0.05,
+                "far_at_fp32_threshold": 1e-4, "passed": n >= self.need}
+
+
+@pytest.mark.parametrize("need", [2, 99])
+def test_cpu_form_keeps_its_own_noisiest_layers_in_float_until_the_gate_holds(tiny, monkeypatch, need):
+    """A method can pass as the TensorRT file (weighted-op inputs only) and fail in the CPU forms, which quantize
+    every activation: the fastest form then keeps its noisiest layers in float (fewest that pass); when none can
+    pass, the most accurate candidate is written, and the record says so."""
+    from edgekd.export.int8 import CPU_FORMS
+
+    monkeypatch.setattr(gate, "embed", lambda path, data, threads=None: path)
+    with Int8Quantizer(tiny["onnx"], open_calib(tiny["root"] / "calib0", PRE)) as q:
+        judge = _FloatLayerJudge(tiny["data"], need)
+        form, layers, record, _ = gate.choose_cpu_form(q, tiny["onnx"], "minmax", [], judge, log=lambda *a: None)
+        q.write(q.tmp / "ranked.onnx", "minmax", [], "qdq-u8s8")
+        ranking = [r["node"] for r in gate.sensitivity(q, q.tmp / "ranked.onnx")]
+    ratios = {f: c["latency_ratio_to_fp32_b32"] for f, c in record["candidates"].items()}
+    assert set(ratios) == set(CPU_FORMS) and not any(c["passed"] for c in record["candidates"].values())
+    assert record["chosen"]["form"] == form and record["chosen"]["float_layers"] == layers
+    if need == 2:
+        assert form == min(ratios, key=ratios.get) and layers == ranking[:2] and record["chosen"]["passed"]
+        assert [t["num_float_layers"] for t in record["search"][form]] == [1, 2] and list(record["search"]) == [form]
+        assert "passes with more of its own noisiest layers" in record["rule"]
+    else:
+        assert not record["chosen"]["passed"] and set(record["search"]) == set(CPU_FORMS)
+        assert record["rule"] == "no form passed the gate: the most accurate one" and len(layers) == len(ranking[:3])

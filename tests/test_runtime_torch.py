@@ -38,6 +38,13 @@ def test_bf16_and_channels_last_agree():
     assert cos.min() > 0.99 and bf.dtype == np.float32
 
 
+def test_every_precision_the_cli_offers_has_a_dtype():
+    from edgekd.runtime.base import TORCH_PRECISIONS
+    from edgekd.runtime.torch_runtime import DTYPES
+
+    assert set(DTYPES) == set(TORCH_PRECISIONS)
+
+
 def test_bad_options_and_input():
     with pytest.raises(EdgekdError, match="precision"):
         TorchRuntime(module=TinyFace(), precision="int4")

@@ -55,7 +55,7 @@ def _engine_options(f):
                    "identities disjoint from what you report on. Every artifact gets its thresholds measured here.")
 @click.option("--gate-folds", help="LFW folds whose identities form the gate data, e.g. 1-5.")
 @click.option("--gate-images", type=click.IntRange(min=2),
-              help="Gate images to use (whole identities, seeded) [default: 4000, export.thresholds.GATE_IMAGES].")
+              help="Gate images to use (whole identities, seeded) [default: 6000, export.thresholds.GATE_IMAGES].")
 @_engine_options
 def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, calib_methods, calib_limit,
                    int8_first_conv, int8_tail, verify, folds, trt_precision, int8_gate, gate_data, gate_folds,

@@ -125,6 +125,33 @@ def _summary(v: dict) -> dict:
     return {k: v[k] for k in ("drop_pt", "drop_pt_ci95", "drop_pt_upper95", "far_at_fp32_threshold", "passed")}
 
 
+def _rank_key(v: dict):
+    return not v["passed"], v["drop_pt_upper95"], v["far_at_fp32_threshold"]
+
+
+def fewest_float_layers(attempt, names: list[str], best: dict) -> dict:
+    """Keep the first k of `names` (most sensitive first) in float, k = 1, 2, 4, ... until `attempt(layers)` passes,
+    then bisect to the fewest that pass. Returns that trial, else the best of `best` and those tried."""
+    lo, hi, k, passing = 0, None, 1, None
+    while k <= len(names):
+        v = attempt(names[:k])
+        best = min(best, v, key=_rank_key)
+        if v["passed"]:
+            hi, passing = k, v
+            break
+        lo, k = k, (k * 2 if k * 2 <= len(names) or k == len(names) else len(names))
+        if lo == len(names):
+            break
+    while passing is not None and hi - lo > 1:
+        mid = (lo + hi) // 2
+        v = attempt(names[:mid])
+        if v["passed"]:
+            hi, passing = mid, v
+        else:
+            lo = mid
+    return passing if passing is not None else best
+
+
 def check_calib_size(calib, limit=None) -> None:
     n = min(limit or calib.count, calib.count)
     if n < MIN_CALIB:
@@ -152,11 +179,8 @@ def run_gate(q: Int8Quantizer, fp32_emb: np.ndarray, data: GateData, spec: GateS
             f"{v['far_at_fp32_threshold']:.2e} -> {'PASS' if v['passed'] else 'fail'}")
         return v
 
-    def rank_key(v):
-        return (not v["passed"], v["drop_pt_upper95"], v["far_at_fp32_threshold"])
-
     by_method = [attempt(m, []) for m in methods]
-    best = min(by_method, key=rank_key)
+    best = min(by_method, key=_rank_key)
     ranking = []
     if not best["passed"]:
         method = best["method"]
@@ -165,25 +189,7 @@ def run_gate(q: Int8Quantizer, fp32_emb: np.ndarray, data: GateData, spec: GateS
         names = [r["node"] for r in ranking][: int(MAX_FLOAT_FRACTION * len(q.quantizable_nodes()))]
         log(f"gate: layer sensitivity ({method}), most sensitive first: "
             + ", ".join(f"{r['node']} ({r['added_noise_sqnr_db']:.1f} dB)" for r in ranking[:5]) + " ...")
-        lo, hi, k, passing = 0, None, 1, None
-        while k <= len(names):  # doubling until the gate holds ...
-            v = attempt(method, names[:k])
-            best = min(best, v, key=rank_key)
-            if v["passed"]:
-                hi, passing = k, v
-                break
-            lo, k = k, (k * 2 if k * 2 <= len(names) or k == len(names) else len(names))
-            if lo == len(names):
-                break
-        while passing is not None and hi - lo > 1:  # ... then bisect to the fewest float layers that pass
-            mid = (lo + hi) // 2
-            v = attempt(method, names[:mid])
-            if v["passed"]:
-                hi, passing = mid, v
-            else:
-                lo = mid
-        if passing is not None:
-            best = passing
+        best = fewest_float_layers(lambda layers: attempt(method, layers), names, best)
     report = {"spec": str(spec), "far_guard": {"fp32_threshold_far": FAR_GUARD[0], "max_far": FAR_GUARD[1],
                                                "fp32_threshold": judge.guard_threshold},
               "data": data.describe(), "trials": trials, "sensitivity": ranking[:20],
@@ -235,14 +241,10 @@ def int8_stage(out: Path, artifacts: dict, q: Int8Quantizer | None, spec: GateSp
             log(f"{dst}: gate {spec} passed with {method}, {len(float_layers)} extra float layers")
         dst = artifact_path(out, "int8", "cpu")
         judge = Judge(fp32_emb, data, spec or GateSpec("tar", 1e-4, 0.3)) if data is not None else None
-        form, choice = choose_cpu_form(q, out, method, float_layers, judge, log)
-        artifacts["int8-cpu"] = {**q.write(dst, method, float_layers, form,
+        form, cpu_layers, choice, embs["int8-cpu"] = choose_cpu_form(q, out, method, float_layers, judge, log)
+        artifacts["int8-cpu"] = {**q.write(dst, method, cpu_layers, form,
                                            extra_meta={"target": "onnxruntime-cpu-x86"}), "form_choice": choice}
-        if judge is not None:
-            embs["int8-cpu"] = choice["candidates"][form].pop("emb")
-            for c in choice["candidates"].values():
-                c.pop("emb", None)
-        log(f"{dst}: ONNX Runtime CPU INT8 ({form}, {method}, {len(float_layers)} extra float layers)")
+        log(f"{dst}: ONNX Runtime CPU INT8 ({form}, {method}, {len(cpu_layers)} extra float layers)")
     if data is not None:
         shipped = ship_thresholds({k: Path(a["path"]) for k, a in artifacts.items()}, data, embs, log)
         for k, t in shipped.items():
@@ -279,33 +281,67 @@ def cpu_latency_ratios(paths: dict[str, Path], ref: Path, input_shape, threads: 
 
 
 def choose_cpu_form(q: Int8Quantizer, fp32: Path, method: str, float_layers, judge: Judge | None,
-                    log=print) -> tuple[str, dict]:
+                    log=print) -> tuple[str, list[str], dict, np.ndarray | None]:
     """The fastest of int8.CPU_FORMS on this CPU that passes the gate judged as it runs (fused ORT kernels); without
-    gate data: int8.CPU_FORM (no accuracy check possible). Returns (form, record of the candidates)."""
+    gate data: int8.CPU_FORM (no accuracy check possible). Returns (form, float layers, record, its gate embeddings).
+
+    The CPU forms quantize every activation between ops (what ORT's integer kernels need), so a method that passed
+    as the TensorRT Q/DQ file (weighted-op inputs only) can fail here: then the forms, fastest first, keep their own
+    noisiest layers in float (ranked on the Q/DQ U8S8 file, which keeps tensor names) until one passes."""
     from edgekd.export import graph
     from edgekd.export.int8 import CPU_FORM, CPU_FORMS
 
+    float_layers = list(float_layers)
     if judge is None:
-        return CPU_FORM, {"rule": "no gate data: default form, accuracy not checked", "candidates": {}}
-    paths = {}
-    for form in CPU_FORMS:
-        paths[form] = q.tmp / f"cpu-{form}.onnx"
-        q.write(paths[form], method, float_layers, form)
+        return CPU_FORM, float_layers, {"rule": "no gate data: default form, accuracy not checked",
+                                        "candidates": {}}, None
     _, dims = graph.input_spec(graph.load(fp32))
-    ratios = cpu_latency_ratios(paths, fp32, dims[1:])
-    cands = {}
-    for form, p in paths.items():
-        emb = embed(p, judge.data)
+
+    def attempt(form: str, layers: list[str]) -> dict:
+        path = q.tmp / f"cpu-{form}-{len(layers)}.onnx"
+        q.write(path, method, layers, form)
+        emb = embed(path, judge.data)
         v = judge(emb)
-        cands[form] = {"latency_ratio_to_fp32_b32": ratios[form], **_summary(v), "emb": emb}
+        v.update(form=form, float_layers=layers, path=path, emb=emb)
+        return v
+
+    cands = {form: attempt(form, float_layers) for form in CPU_FORMS}
+    ratios = cpu_latency_ratios({f: v["path"] for f, v in cands.items()}, fp32, dims[1:])
+    for form, v in cands.items():
         log(f"CPU form {form}: {1 / ratios[form]:.2f}x FP32 speed at batch 32, TAR drop {v['drop_pt']:+.3f} pt "
             f"(upper 95% {v['drop_pt_upper95']:+.3f}) -> {'PASS' if v['passed'] else 'fail'}")
+    record = {"candidates": {f: {"latency_ratio_to_fp32_b32": ratios[f], **_summary(v)} for f, v in cands.items()}}
     passing = [f for f in cands if cands[f]["passed"]]
+    by_speed = sorted(cands, key=lambda f: ratios[f])
     if passing:
-        form = min(passing, key=lambda f: cands[f]["latency_ratio_to_fp32_b32"])
-        rule = "fastest form passing the gate (fused ORT kernels, this CPU)"
+        chosen = cands[min(passing, key=lambda f: ratios[f])]
+        record["rule"] = "fastest form passing the gate (fused ORT kernels, this CPU)"
     else:
-        form = min(cands, key=lambda f: cands[f]["drop_pt_upper95"])
-        rule = "no form passed the gate: the most accurate one"
-        log(f"WARNING: no CPU INT8 form passed {judge.spec}; writing the most accurate ({form})")
-    return form, {"rule": rule, "candidates": cands}
+        q.write(q.tmp / "cpu-ranked.onnx", method, float_layers, "qdq-u8s8")
+        ranking = [r["node"] for r in sensitivity(q, q.tmp / "cpu-ranked.onnx") if r["node"] not in float_layers]
+        names = ranking[: max(0, int(MAX_FLOAT_FRACTION * len(q.quantizable_nodes())) - len(float_layers))]
+        searched, finals = {}, []
+        for form in by_speed:
+            def trial(extra, form=form):
+                v = attempt(form, [*float_layers, *extra])
+                log(f"CPU form {form}, {len(extra)} more float layers: TAR drop {v['drop_pt']:+.3f} pt (upper 95% "
+                    f"{v['drop_pt_upper95']:+.3f}) -> {'PASS' if v['passed'] else 'fail'}")
+                searched.setdefault(form, []).append({"num_float_layers": len(v["float_layers"]), **_summary(v)})
+                return v
+
+            chosen = fewest_float_layers(trial, names, cands[form])
+            finals.append(chosen)
+            if chosen["passed"]:
+                ratio = cpu_latency_ratios({form: chosen["path"]}, fp32, dims[1:])[form]
+                record.update(rule="no form passed with the gated float layers: the fastest form that passes with "
+                                   "more of its own noisiest layers in float", latency_ratio_to_fp32_b32=ratio)
+                log(f"CPU form {form} passes with {len(chosen['float_layers']) - len(float_layers)} more float "
+                    f"layers: {1 / ratio:.2f}x FP32 speed at batch 32")
+                break
+        record["search"] = searched
+        if not chosen["passed"]:
+            chosen = min(finals, key=_rank_key)
+            record["rule"] = "no form passed the gate: the most accurate one"
+            log(f"WARNING: no CPU INT8 form passed {judge.spec}; writing the most accurate ({chosen['form']})")
+    record["chosen"] = {"form": chosen["form"], "float_layers": chosen["float_layers"], **_summary(chosen)}
+    return chosen["form"], chosen["float_layers"], record, chosen["emb"]

@@ -18,10 +18,12 @@ from edgekd.errors import EdgekdError
 from edgekd.eval.allpairs import FARS, PairScores, score_all_pairs, threshold_at_far
 from edgekd.eval.metrics import far_key
 
-# ~8 M impostor pairs (FAR 1e-4 rests on ~800) and ~3,700 genuine pairs for LFW folds 1-5 (3,811 images): the gate's
-# 95 % interval of the TAR drop at 1e-4 is about +-0.25 pt there, +-0.7 pt at 1,200 images, where a 0.3 pt gate cannot
-# pass; a candidate embeds in ~30 s on 2 CPU threads. 600 MB of preprocessed images in memory.
-GATE_IMAGES = 4000
+# The gate's 95 % bound on the TAR drop at FAR 1e-4 is limited by the genuine pairs near the threshold. LFW folds 1-5
+# identities: their 3,811 aligned pair images hold ~4,400 genuine pairs, where a 0.3 pt bound is at the statistic's
+# noise floor; all 5,373 of their photos (aligned from raw_150 with `edgekd data align`) hold ~13,000 and ~14 M
+# impostor pairs (benchmarks/results/int8_fidelity.md). A candidate embeds in ~40 s on 2 CPU threads; 6,000 images
+# are 900 MB of preprocessed images in memory.
+GATE_IMAGES = 6000
 FLIP = "none"
 
 
