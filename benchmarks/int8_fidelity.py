@@ -205,14 +205,13 @@ def ort_default_placement(fp32: Path, calib, work: Path) -> Path:
     return dst
 
 
-def gate_noise_floor(fp32: Path, gate: Path, pre, cache: Path, bootstrap: int,
-                     levels=(0.01, 0.02, 0.04, 0.06, 0.08)) -> list[dict]:
-    """What the gate's statistic reads for perturbations of known size: FP32 embeddings of the gate data (folds 1-5,
-    all images) plus seeded isotropic Gaussian noise, judged by the gate's own paired drop at FAR 1e-4."""
+def gate_noise_floor(fp32: Path, data, cache: Path, bootstrap: int,
+                     levels=(0.01, 0.02, 0.04, 0.06, 0.08)) -> dict:
+    """What the gate's statistic reads for perturbations of known size on one gate set: its FP32 embeddings plus
+    seeded isotropic Gaussian noise, judged by the gate's own paired drop at FAR 1e-4."""
     from edgekd.eval.allpairs import paired_tar_drop
-    from edgekd.export.thresholds import load_gate_data, scores
+    from edgekd.export.thresholds import scores
 
-    data = load_gate_data(gate, pre, limit=None)
     ref = embeddings(fp32, data, cache)
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     base = scores(ref, data)
@@ -223,9 +222,10 @@ def gate_noise_floor(fp32: Path, gate: Path, pre, cache: Path, bootstrap: int,
         cos = np.sum(ref * e, 1) / np.linalg.norm(e, axis=1)
         d = paired_tar_drop(base, scores(e, data), 1e-4, bootstrap)
         out.append({"noise_sigma": sigma, "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), **d})
-        log(f"gate floor: noise {sigma}: mean cos {cos.mean():.5f}, drop {d['drop_pt']:+.3f} pt, upper 95% "
-            f"{d['drop_pt_upper95']:+.3f}")
-    return out
+        log(f"gate floor ({data.description}): noise {sigma}: mean cos {cos.mean():.5f}, drop {d['drop_pt']:+.3f} "
+            f"pt, upper 95% {d['drop_pt_upper95']:+.3f}")
+    return {"images": int(data.labels.size), "genuine_pairs": int(base.genuine.size),
+            "impostor_pairs": base.num_impostor, "levels": out}
 
 
 def best_gate_candidate(fp32: Path, calib, gate_error: str, work: Path) -> Path | None:
@@ -346,7 +346,11 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
             if k.startswith("int8-qat") and gated_ps is not None:  # > 0: QAT below gated PTQ (paired, same images)
                 rows[k]["tar_drop_vs_gated_pt"] = {f"{f:.0e}": paired_tar_drop(gated_ps, ps, f, args.bootstrap)
                                                    for f in (1e-3, 1e-4, 1e-5)}
-    floor = gate_noise_floor(arts["fp32"], gate, pre, Path(args.work) / "emb", args.bootstrap) \
+    floor = {name: gate_noise_floor(arts["fp32"], d, Path(args.work) / "emb", args.bootstrap) for name, d in (
+        ("all photos of folds 1-5 identities, aligned from raw_150 (the gate data)", load_gate_data(gate, pre,
+                                                                                                  limit=None)),
+        ("aligned_112x112 images of folds 1-5 identities (pairs.txt)", load_gate_data(pairs, pre, folds=CALIB_FOLDS,
+                                                                                     limit=None)))} \
         if key == "foamliu" else None
     forms = cpu_form_candidates(arts["fp32"], calib, (report.get("int8_gate") or {}).get("float_layers", []),
                                 (report.get("int8_gate") or {}).get("method", "minmax"), work)
@@ -456,13 +460,14 @@ def markdown(result: dict) -> str:
                 f"{k}: not measured ({q['not_measured']})" if q.get("not_measured") else
                 f"{k}: loss {q['loss_first']:.5f} → {q['loss_last']:.5f} in {q['steps']} steps, zero points all 0: "
                 f"{q['zero_points_zero']}" for k, q in m["qat"].items())]
-        if m.get("gate_noise_floor"):
-            lines += ["", "The gate's statistic on known perturbations (FP32 embeddings of the gate data, folds 1-5, "
-                      "plus seeded Gaussian noise; paired TAR drop at FAR 1e-4):", "",
+        for name, fl in (m.get("gate_noise_floor") or {}).items():
+            lines += ["", f"The gate's statistic on known perturbations, {name}: {fl['images']:,} images, "
+                      f"{fl['genuine_pairs']:,} genuine / {fl['impostor_pairs']:,} impostor pairs; FP32 embeddings "
+                      "plus seeded Gaussian noise, paired TAR drop at FAR 1e-4:", "",
                       "| mean / min cosine vs FP32 | drop pt [95 % CI] | one-sided upper 95 % |", "|---|---|---|"]
             lines += [f"| {f['mean_cosine']:.5f} / {f['min_cosine']:.4f} | {f['drop_pt']:+.3f} "
                       f"[{f['drop_pt_ci95'][0]:+.3f}, {f['drop_pt_ci95'][1]:+.3f}] | {f['drop_pt_upper95']:+.3f} |"
-                      for f in m["gate_noise_floor"]]
+                      for f in fl["levels"]]
         lines += [""] + speed_table(m["speed"])
     if result.get("r18_speed"):
         lines += ["## r18 (random init, speed only)", ""] + ([f"Measured: {result['r18_speed']['measured']}.", ""]
