@@ -145,7 +145,7 @@ def embeddings(path: Path, data, cache: Path, cached_only: bool = False) -> np.n
     return e
 
 
-def speed(paths: dict[str, Path], input_size, threads: int = 2, rounds: int = 5) -> dict:
+def speed(paths: dict[str, Path], input_size, threads: int = 2, rounds: int = 9) -> dict:
     """ORT CPU latency at batch 1 and 32, interleaved; ratio to fp32 (ratio < 1: faster)."""
     import onnxruntime as ort
 
