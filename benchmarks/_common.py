@@ -178,6 +178,19 @@ def interleaved(fns: dict[str, Callable], x, baseline: str, rounds: int, min_tim
     return out
 
 
+def code_key(*packages: str, root: str | os.PathLike = ROOT) -> str:
+    """Hash of the Python sources of edgekd sub-packages (e.g. "edgekd/export"): a benchmark cache keyed by it is
+    rebuilt when the code that made it changes, not only when its inputs do."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for pkg in packages:
+        for f in sorted((Path(root) / pkg).rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:8]
+
+
 def edgekd_cmd() -> list[str]:
     """The `edgekd` console script of the running interpreter's environment (benchmarks call the CLI as users do)."""
     beside = Path(sys.executable).parent / "edgekd"

@@ -10,7 +10,8 @@ image. No flip test-time augmentation by default (--flip): it halves the cost an
 
     nice -n 10 python benchmarks/export_accuracy.py [--models foamliu,xiaoccer] [--folds 6-7] [--calib-n 128]
 
-Calibration sets, exports and embeddings are cached in --work (keyed by checkpoint / artifact sha256).
+Calibration sets, exports and embeddings are cached in --work (keyed by checkpoint / artifact sha256; exports
+also by the edgekd/export sources).
 Writes benchmarks/results/export_accuracy.json and .md.
 """
 
@@ -21,7 +22,7 @@ import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _common import RESULTS, ROOT, Record, edgekd_cmd, inputs_lines, machine_line, pct, write_result
+from _common import RESULTS, ROOT, Record, code_key, edgekd_cmd, inputs_lines, machine_line, pct, write_result
 
 MODELS = {
     "foamliu": ("mobilefacenet_ms1m_foamliu", ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt")),
@@ -51,7 +52,7 @@ def export_cached(model: str, weights: Path, sha: str, calib: Path, work: Path) 
     from edgekd.export.run import export_model
     from edgekd.io import read_json
 
-    onnx = work / f"{model}-{sha[:12]}.onnx"
+    onnx = work / f"{model}-{sha[:12]}-{code_key('edgekd/export')}.onnx"  # rebuilt when the exporter changes
     report = onnx.with_suffix(".export_report.json")
     if report.is_file():
         r = read_json(report)
@@ -169,7 +170,6 @@ def main() -> None:
         sha = rec.add_input(model, weights)
         calib = calib_set(pairs, model, a.calib_n, a.work)
         report = export_cached(model, weights, sha, calib, a.work)
-        fp32 = report["artifacts"]["fp32"]
         print(f"{model}: embedding folds {a.folds} through {len(report['artifacts'])} artifacts "
               f"({a.jobs} at a time) ...", flush=True)
         with ProcessPoolExecutor(a.jobs) as pool:

@@ -54,3 +54,13 @@ def test_machine_line_flags_a_busy_run_only():
     assert "busy" not in _common.machine_line(_run(0.5, 1.0))
     line = _common.machine_line(_run(0.5, 3.0))
     assert "busy" in line and "3.00 at the end" in line
+
+
+def test_code_key_follows_the_sources(tmp_path):
+    pkg = tmp_path / "edgekd" / "export"
+    pkg.mkdir(parents=True)
+    (pkg / "int8.py").write_text("PLACEMENT = 'inputs'\n")
+    before = _common.code_key("edgekd/export", root=tmp_path)
+    assert _common.code_key("edgekd/export", root=tmp_path) == before
+    (pkg / "int8.py").write_text("PLACEMENT = 'inputs and outputs'\n")
+    assert _common.code_key("edgekd/export", root=tmp_path) != before
