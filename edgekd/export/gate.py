@@ -125,6 +125,11 @@ def _summary(v: dict) -> dict:
     return {k: v[k] for k in ("drop_pt", "drop_pt_ci95", "drop_pt_upper95", "far_at_fp32_threshold", "passed")}
 
 
+def max_float_layers(q: Int8Quantizer) -> int:
+    """The most layers a search may keep in float beyond the defaults (MAX_FLOAT_FRACTION of the weighted layers)."""
+    return int(MAX_FLOAT_FRACTION * len(q.quantizable_nodes()))
+
+
 def _rank_key(v: dict):
     return not v["passed"], v["drop_pt_upper95"], v["far_at_fp32_threshold"]
 
@@ -186,7 +191,7 @@ def run_gate(q: Int8Quantizer, fp32_emb: np.ndarray, data: GateData, spec: GateS
         method = best["method"]
         q.write(tmp, method, [])
         ranking = sensitivity(q, tmp)
-        names = [r["node"] for r in ranking][: int(MAX_FLOAT_FRACTION * len(q.quantizable_nodes()))]
+        names = [r["node"] for r in ranking][: max_float_layers(q)]
         log(f"gate: layer sensitivity ({method}), most sensitive first: "
             + ", ".join(f"{r['node']} ({r['added_noise_sqnr_db']:.1f} dB)" for r in ranking[:5]) + " ...")
         best = fewest_float_layers(lambda layers: attempt(method, layers), names, best)
@@ -319,7 +324,7 @@ def choose_cpu_form(q: Int8Quantizer, fp32: Path, method: str, float_layers, jud
     else:
         q.write(q.tmp / "cpu-ranked.onnx", method, float_layers, "qdq-u8s8")
         ranking = [r["node"] for r in sensitivity(q, q.tmp / "cpu-ranked.onnx") if r["node"] not in float_layers]
-        names = ranking[: max(0, int(MAX_FLOAT_FRACTION * len(q.quantizable_nodes())) - len(float_layers))]
+        names = ranking[: max(0, max_float_layers(q) - len(float_layers))]
         form, trials = min(cands, key=lambda f: ratios[f]), []
 
         def trial(extra):
