@@ -3,7 +3,7 @@ dependencies: they run on the path that needs them, e.g. on a torch-free Jetson)
 
 cli -> everything; pipeline/report -> result files; distill -> train -> models, losses, data; export -> models;
 eval takes an embedding function and knows no runtime; runtime backends other than PyTorch import neither torch nor
-click nor the models; the foundation (errors, paths, io, preprocess, options, devices) and models, data, losses
+click nor the models; the foundation (errors, paths, io, preprocess, options, devices, artifacts) and models, data, losses
 import nothing above them. Rules name packages, not files, so modules added later are held to them too.
 """
 
@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "edgekd"
 
 # What each low layer may import from edgekd (besides itself). Anything else is "above" it.
-FOUNDATION = {"errors", "paths", "io", "preprocess", "options", "devices"}
+FOUNDATION = {"errors", "paths", "io", "preprocess", "options", "devices", "artifacts"}
 ALLOWED_BELOW = {
     "errors": set(),
     "paths": {"errors"},
@@ -25,6 +25,7 @@ ALLOWED_BELOW = {
     "preprocess": {"errors"},
     "options": {"errors"},
     "devices": {"errors"},
+    "artifacts": {"errors"},
     "losses": FOUNDATION,
     "data": FOUNDATION,
     "models": FOUNDATION,
