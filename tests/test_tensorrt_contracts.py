@@ -1,7 +1,9 @@
 """The TensorRT / CUDA / NVML code against strict doubles of the real APIs (tests/doubles/, see its README.md).
 
-Each test named test_defect_N pins defect N of issue 11 and failed before its fix. The doubles compute embeddings
-with ONNX Runtime so control flow is checked end to end; nothing here is a measurement.
+Each test named test_defect_N pins defect N of issue 11, each test_item_N item N of issue 19; each failed before its
+fix. Tests taking `machine` run once per TensorRT generation double (8.6, 10.x, 11.x: tests/doubles/tensorrt/_v*.py);
+`one_machine` is for tests about one generation. The doubles compute embeddings with ONNX Runtime so control flow is
+checked end to end; nothing here is a measurement.
 """
 
 from __future__ import annotations
@@ -18,15 +20,33 @@ import _trt_doubles as doubles
 from edgekd.errors import EdgekdError
 
 
-@pytest.fixture
-def machine(monkeypatch):
-    """Install the doubles (call with the machine's settings); checks pycuda's empty-stack contract afterwards."""
+GENERATIONS = ("8.6.1", "10.3.0", "11.4.0")
+
+
+def _machine(monkeypatch, trt_version):
     installed = []
 
     def install(**kw):
         installed.append(True)
-        return doubles.install(monkeypatch, **kw)
+        return doubles.install(monkeypatch, **{"trt_version": trt_version, **kw})
 
+    return install, installed
+
+
+@pytest.fixture(params=GENERATIONS)
+def machine(monkeypatch, request):
+    """Install the doubles of one TensorRT generation (call with the machine's settings); checks pycuda's
+    empty-stack contract afterwards."""
+    install, installed = _machine(monkeypatch, request.param)
+    yield install
+    if installed:
+        doubles.uninstall()
+
+
+@pytest.fixture
+def one_machine(monkeypatch):
+    """As `machine`, without the generation matrix (the test names its trt_version, or takes 10.3.0)."""
+    install, installed = _machine(monkeypatch, "10.3.0")
     yield install
     if installed:
         doubles.uninstall()
@@ -89,13 +109,13 @@ def test_defect_1_pycuda_context_stack_empty_at_exit(tmp_path):
     assert "context stack was not empty" not in res.stderr
 
 
-def test_defect_2_bench_under_jetson_nvml_writes_json(tmp_path, machine):
+def test_defect_2_bench_under_jetson_nvml_writes_json(tmp_path, one_machine):
     """Defect 2: JetPack 6's NVML answers NOT_SUPPORTED for memory info; gpus() raised and `edgekd bench` ended in a
     traceback after all the timing. Now the figure is null with its reason."""
     from edgekd.bench.bench import run_bench
     from edgekd.bench.environment import gpus
 
-    machine(profile="jetson")
+    one_machine(profile="jetson")
     (gpu,) = gpus()
     assert gpu["name"] == "Orin (nvgpu)" and gpu["memory_bytes"] is None
     assert "not supported" in gpu["memory_bytes_reason"].lower()
@@ -142,9 +162,9 @@ def test_defect_4_failed_execute_is_an_error(tmp_path, machine):
             rt(doubles.faces(3, seed=1))
 
 
-def test_defect_4_binding_api_v2_checks_its_booleans(tmp_path, machine):
+def test_defect_4_binding_api_v2_checks_its_booleans(tmp_path, one_machine):
     """Defect 4 on TensorRT 8.6 (binding indices): set_binding_shape / execute_async_v2 booleans are checked too."""
-    state = machine(trt_version="8.6.1")
+    state = one_machine(trt_version="8.6.1")
     onnx_path, engine = build(tmp_path, profile=(4, 8, 16), api="builder-flags")
     with open_engine(engine) as rt:
         x = doubles.faces(3)
@@ -154,10 +174,10 @@ def test_defect_4_binding_api_v2_checks_its_booleans(tmp_path, machine):
             rt(x)
 
 
-def test_defect_5_dla_static_profile_and_runtime_core(tmp_path, machine):
+def test_defect_5_dla_static_profile_and_runtime_core(tmp_path, one_machine):
     """Defect 5: --dla-core kept the (1,8,64) profile (DLA needs min = opt = max and FP16/INT8, else layers fall back
     to the GPU while the engine is labelled DLA) and the runtime never set Runtime.DLA_core from the sidecar."""
-    machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
+    one_machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
     _, engine = build(tmp_path, "fp16", profile=(1, 8, 64), dla_core=1, api="builder-flags")
     header = json.loads(engine.read_bytes().split(b"\n")[1])
     assert header["dla_core"] == 1 and not header["gpu_fallback_layers"]
@@ -185,12 +205,12 @@ def test_defect_6_cuda_python_uses_pinned_memory_and_frees_events(tmp_path, mach
     assert state.events_live == 0 and not state.memory
 
 
-def test_defect_7_gpu_memory_in_a_container(machine):
+def test_defect_7_gpu_memory_in_a_container(one_machine):
     """Defect 7: NVML reports host PIDs; in a container without --pid=host os.getpid() never matches, so GPU memory
     was always missing. Now: the device-level used-memory delta, labelled as such."""
     from edgekd.bench.memory import MemorySampler
 
-    state = machine(pid_offset=4242)
+    state = one_machine(pid_offset=4242)
     with MemorySampler() as sampler:
         state.alloc(64 << 20)
         sampler.sample()
@@ -202,11 +222,11 @@ def test_defect_7_gpu_memory_in_a_container(machine):
     assert sampler.result()["gpu_bytes_method"] == "nvml-process"
 
 
-def test_defect_7_jetson_memory_is_null_with_reason(machine):
+def test_defect_7_jetson_memory_is_null_with_reason(one_machine):
     """Defect 7 / issue 11: on JetPack 6 NVML answers NOT_SUPPORTED: the figure is null with the reason."""
     from edgekd.bench.memory import MemorySampler
 
-    machine(profile="jetson")
+    one_machine(profile="jetson")
     with MemorySampler() as sampler:
         sampler.sample()
     mem = sampler.result()
@@ -255,12 +275,12 @@ def test_defect_8_torch_cuda_n_runs_on_its_device(monkeypatch):
     assert seen and all(dev == 1 for _, dev in seen), seen
 
 
-def test_defect_9_real_build_helper_opens_what_it_built(tmp_path, machine):
+def test_defect_9_real_build_helper_opens_what_it_built(tmp_path, one_machine):
     """Defect 9: the real-TensorRT test built into ./engines/ and then opened tmp_path/...; its build-and-compare
     helper now runs here against the doubles, with a tiny ONNX in place of the exported MobileFaceNet."""
     from test_export_trt import build_and_compare_with_onnx
 
-    machine()
+    one_machine()
     onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
     typed = doubles.tiny_face_onnx(tmp_path / "m.fp16.onnx", "fp16")
     build_and_compare_with_onnx(tmp_path, onnx_path, typed)
@@ -278,14 +298,14 @@ def test_defect_10_device_time_covers_every_chunk(tmp_path, machine):
 
 @pytest.mark.parametrize("content", ["3", "null", "[1, 2]", '"text"'])
 @pytest.mark.parametrize("command", ["eval", "bench"])
-def test_sidecar_that_is_not_an_object_is_one_line(tmp_path, machine, content, command):
+def test_sidecar_that_is_not_an_object_is_one_line(tmp_path, one_machine, content, command):
     """Issue 10 item 1: a sidecar holding a number or null was a TypeError traceback in eval/bench --engine."""
     from click.testing import CliRunner
 
     from _eval_tiny import make_lfw
     from edgekd.cli import cli
 
-    machine()
+    one_machine()
     _, engine = build(tmp_path)
     (tmp_path / "m.fp32.engine.json").write_text(content)
     args = {"eval": ["eval", "--engine", str(engine), "--data", str(make_lfw(tmp_path / "lfw", folds=1, per=2)),

@@ -15,7 +15,8 @@ JETSON = [{"name": "Orin", "nvml_name": "Orin (nvgpu)", "cc": [8, 7], "pci": 0, 
 
 class State:
     def __init__(self, profile="desktop", devices=None, nvml_not_supported=None, pid_offset=0, trt_version="10.3.0",
-                 fail_execute=False, dla_cores=0):
+                 fail_execute=False, dla_cores=0, fail_context=False, refuse_address=False, cuda_runtime=12060,
+                 cuda_driver=12060):
         self.profile = profile
         self.devices = devices or (JETSON if profile == "jetson" else DESKTOP)
         self.nvml_not_supported = profile == "jetson" if nvml_not_supported is None else nvml_not_supported
@@ -23,6 +24,14 @@ class State:
         self.trt_version = trt_version
         self.fail_execute = fail_execute
         self.dla_cores = dla_cores
+        self.fail_context = fail_context  # create_execution_context() -> None (activation memory not allocatable)
+        self.refuse_address = refuse_address  # set_tensor_address() -> False
+        # CUDA versions as 1000 * major + 10 * minor: the runtime the CUDA packages were built for (cuda-python 13 ->
+        # 13000) and the newest the driver supports (R550 -> 12040, JetPack 6 -> 12020..12060)
+        self.cuda_runtime, self.cuda_driver = cuda_runtime, cuda_driver
+        self.builds: list[dict] = []  # one record per build_serialized_network: header, flags, workspace
+        self.calibration: list[str] = []  # "cache-hit" or "calibrated:<batches>" per calibrated build
+        self.dla_runs: list = []  # DLA core (or None: GPU) of every execution
         self.memory: dict[int, np.ndarray] = {}  # device pointer -> bytes
         self.next_ptr = 0x10000
         self.pinned: set[int] = set()  # host addresses of page-locked buffers

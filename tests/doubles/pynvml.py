@@ -43,7 +43,7 @@ def nvmlSystemGetDriverVersion():
 
 def nvmlSystemGetCudaDriverVersion():
     _need_init()
-    return 12060
+    return _fakegpu.state().cuda_driver
 
 
 nvmlSystemGetCudaDriverVersion_v2 = nvmlSystemGetCudaDriverVersion

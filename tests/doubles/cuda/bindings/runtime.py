@@ -1,5 +1,9 @@
 """Double of cuda.bindings.runtime (cuda-python >= 12.6; older releases: `from cuda import cudart`): every call
-returns a tuple whose first element is a cudaError_t."""
+returns a tuple whose first element is a cudaError_t.
+
+A driver older than the CUDA runtime of the installed cuda-python (e.g. cuda-python 13 on a CUDA 12 driver: R535/R550
+desktops, JetPack 6) fails every device call with cudaErrorInsufficientDriver (35); cudaRuntimeGetVersion and
+cudaDriverGetVersion still answer (CUDA runtime API reference, cudaDriverGetVersion / error codes)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ class cudaError_t(enum.IntEnum):
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
     cudaErrorMemoryAllocation = 2
+    cudaErrorInsufficientDriver = 35
     cudaErrorInvalidDevice = 101
     cudaErrorNoDevice = 100
     cudaErrorInvalidResourceHandle = 400
@@ -38,13 +43,30 @@ def _devices():
     return _fakegpu.state().cuda_devices()
 
 
+def _driver_too_old() -> bool:
+    state = _fakegpu.state()
+    return state.cuda_driver // 1000 < state.cuda_runtime // 1000
+
+
+def cudaRuntimeGetVersion():
+    return (OK, _fakegpu.state().cuda_runtime)
+
+
+def cudaDriverGetVersion():
+    return (OK, _fakegpu.state().cuda_driver)
+
+
 def cudaGetDeviceCount():
+    if _driver_too_old():
+        return (cudaError_t.cudaErrorInsufficientDriver, 0)
     n = len(_devices())
     return (cudaError_t.cudaErrorNoDevice, 0) if n == 0 else (OK, n)
 
 
 def cudaSetDevice(device):
     global _current
+    if _driver_too_old():
+        return (cudaError_t.cudaErrorInsufficientDriver,)
     if not 0 <= device < len(_devices()):
         return (cudaError_t.cudaErrorInvalidDevice,)
     _current = device
@@ -56,6 +78,8 @@ def cudaGetDevice():
 
 
 def cudaGetDeviceProperties(device):
+    if _driver_too_old():
+        return (cudaError_t.cudaErrorInsufficientDriver, None)
     devices = _devices()
     if not 0 <= device < len(devices):
         return (cudaError_t.cudaErrorInvalidDevice, None)
