@@ -45,6 +45,6 @@ def pytest_collection_modifyitems(config, items):
         pass
     for item in items:
         if "tensorrt" in item.keywords and not has_trt:
-            item.add_marker(pytest.mark.skip(reason="tensorrt is not installed (pip install edgekd[trt] or JetPack)"))
+            item.add_marker(pytest.mark.skip(reason="tensorrt is not installed (pip install edgekd[trt-cu12] / [trt-cu13], or JetPack)"))
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="no CUDA device"))

@@ -68,5 +68,5 @@ def test_device_check_without_tensorrt_is_one_line(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["device-check", "--onnx", str(doubles.tiny_face_onnx(tmp_path / "m.onnx")),
                                    "--data", str(make_lfw(tmp_path / "lfw", folds=1, per=2)),
                                    "--out", str(tmp_path / "b")])
-    assert res.exit_code == 1 and res.output.startswith("Error: ") and "edgekd[trt]" in res.output
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and "edgekd[trt-cu12]" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "b").exists()

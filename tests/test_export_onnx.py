@@ -120,7 +120,7 @@ def test_trt_without_tensorrt_exits_1_after_artifacts(tmp_path):
     assert r.exit_code == 1
     errors = [line for line in r.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1
-    assert "pip install edgekd[trt]" in errors[0] and "python3-libnvinfer" in errors[0]
+    assert "pip install edgekd[trt-cu12]" in errors[0] and "python3-libnvinfer" in errors[0]
     assert "RANDOM INITIALISATION" in r.output
     assert out.is_file() and (tmp_path / "m.fp16.onnx").is_file() and not list(tmp_path.glob("*.engine"))
 

@@ -276,7 +276,7 @@ def test_print_trtexec_without_tensorrt_exits_0(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["build", "--onnx", str(onnx_path), "--precision", "fp16", "--print-trtexec",
                                    "--out", str(tmp_path / "engines" / "m.fp16.engine")])
     assert res.exit_code == 0, res.output
-    assert "trtexec --onnx=" in res.output and "not installed" in res.output and "edgekd[trt]" in res.output
+    assert "trtexec --onnx=" in res.output and "not installed" in res.output and "edgekd[trt-cu12]" in res.output
     assert not (tmp_path / "engines").exists()
     res = CliRunner().invoke(cli, ["build", "--onnx", str(onnx_path), "--precision", "fp16",
                                    "--out", str(tmp_path / "engines" / "m.fp16.engine")])

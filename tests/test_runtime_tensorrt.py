@@ -1,5 +1,6 @@
 """TensorRT runtime logic that runs without a GPU: sidecar checks (before deserialising), API-generation choice,
-missing-package errors. A recording fake `tensorrt` module stands in for control flow only, never for numbers."""
+missing-package errors. TensorRT and CUDA are the strict doubles of tests/doubles/ (control flow only, never numbers);
+the I/O description takes hand-made engine objects of both binding-API generations."""
 
 import json
 import sys
@@ -10,7 +11,6 @@ import pytest
 
 from edgekd.errors import EdgekdError
 from edgekd.runtime import open_artifact
-from edgekd.runtime.tensorrt import runner as trt_runner
 from edgekd.runtime.tensorrt.bindings import io_tensors, select_api
 from edgekd.runtime.tensorrt.sidecar import check_sidecar, read_sidecar, sidecar_path
 
@@ -28,90 +28,51 @@ def write_engine(tmp_path, side=SIDE):
     return engine
 
 
-class FakeTRT(types.ModuleType):
-    """Records deserialisation; has just enough surface for the checks that precede it."""
-
-    def __init__(self, version):
-        super().__init__("tensorrt")
-        self.__version__ = version
-        self.deserialized = []
-        fake = self
-
-        class Logger:
-            WARNING = 2
-
-            def __init__(self, level):
-                pass
-
-        class Runtime:
-            def __init__(self, logger):
-                pass
-
-            def deserialize_cuda_engine(self, data):
-                fake.deserialized.append(data)
-                return None
-
-        self.Logger, self.Runtime = Logger, Runtime
-
-
-class FakeCuda:
-    binding = "fake"
-
-    def __init__(self, name="Orin", cc="8.7"):
-        self._info, self.closed = (name, cc), False
-
-    def identity(self):
-        return self._info
-
-    def close(self):
-        self.closed = True
-
-
 @pytest.fixture
-def fake_trt(monkeypatch):
-    def install(version="10.3.0", gpu=("Orin", "8.7")):
-        mod = FakeTRT(version)
-        monkeypatch.setitem(sys.modules, "tensorrt", mod)
-        cuda = FakeCuda(*gpu)
-        monkeypatch.setattr(trt_runner, "open_cuda", lambda device=0: cuda)
-        return mod, cuda
+def gpu_doubles(monkeypatch):
+    """The strict doubles of tests/doubles/ (the only fake TensorRT); call with the machine's settings."""
+    import _trt_doubles
 
-    return install
+    def install(version="10.3.0", profile="jetson"):
+        return _trt_doubles.install(monkeypatch, trt_version=version, profile=profile)
+
+    yield install
+    _trt_doubles.uninstall()
 
 
-def test_version_mismatch_fires_before_deserialising(tmp_path, fake_trt):
-    mod, _ = fake_trt(version="8.6.1")
+def test_version_mismatch_fires_before_deserialising(tmp_path, gpu_doubles):
+    state = gpu_doubles(version="8.6.1")
     with pytest.raises(EdgekdError) as e:
         open_artifact(write_engine(tmp_path))
     msg = str(e.value)
     assert "m.engine" in msg and "10.3.0" in msg and "8.6.1" in msg and "\n" not in msg
-    assert mod.deserialized == []
+    assert state.deserialized == [] and not state.memory
 
 
-def test_gpu_mismatch_fires_before_deserialising(tmp_path, fake_trt):
-    mod, cuda = fake_trt(gpu=("NVIDIA GeForce RTX 4090", "8.9"))
+def test_gpu_mismatch_fires_before_deserialising(tmp_path, gpu_doubles):
+    state = gpu_doubles(profile="desktop")  # CUDA device 0: RTX 4090
     with pytest.raises(EdgekdError) as e:
         open_artifact(write_engine(tmp_path))
     msg = str(e.value)
     assert "Orin" in msg and "RTX 4090" in msg and "8.7" in msg and "8.9" in msg
-    assert mod.deserialized == [] and cuda.closed
+    assert state.deserialized == [] and not state.memory
 
 
-def test_matching_sidecar_reaches_deserialisation(tmp_path, fake_trt):
-    mod, cuda = fake_trt()
-    with pytest.raises(EdgekdError, match="could not deserialise"):  # the fake returns None like a bad engine
+def test_matching_sidecar_reaches_deserialisation(tmp_path, gpu_doubles):
+    state = gpu_doubles()
+    with pytest.raises(EdgekdError, match="could not deserialise"):  # not an engine: TensorRT returns None
         open_artifact(write_engine(tmp_path))
-    assert mod.deserialized == [b"serialized engine"] and cuda.closed
+    assert state.deserialized == [len(b"serialized engine")] and not state.memory
 
 
-def test_cli_engine_mismatch_is_one_line_exit_1(tmp_path, fake_trt):
+def test_cli_engine_mismatch_is_one_line_exit_1(tmp_path, gpu_doubles):
     from click.testing import CliRunner
 
     from edgekd.cli import cli
 
     from _eval_tiny import make_lfw
 
-    fake_trt(version="8.6.1")
+    gpu_doubles(version="8.6.1")
     pairs = make_lfw(tmp_path / "lfw", folds=1, per=2)
     res = CliRunner().invoke(cli, ["eval", "--engine", str(write_engine(tmp_path)), "--data", str(pairs),
                                    "--json", str(tmp_path / "r.json"), "--quiet"])
@@ -147,7 +108,7 @@ def test_compute_capability_spellings():
 
 def test_without_tensorrt_names_the_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with pytest.raises(EdgekdError, match=r"pip install edgekd\[trt\].*python3-libnvinfer"):
+    with pytest.raises(EdgekdError, match=r"edgekd\[trt-cu12\].*edgekd\[trt-cu13\].*python3-libnvinfer"):
         open_artifact(write_engine(tmp_path))
 
 

@@ -326,3 +326,152 @@ def test_fixed_batch_engine_pads_and_chunks(tmp_path, machine):
     with open_engine(engine) as rt:
         np.testing.assert_allclose(rt(x), onnx_embeddings(onnx_path, x), rtol=1e-5, atol=1e-6)
     assert state.executions == [(4, 3, 112, 112), (4, 3, 112, 112)]
+
+
+# ---- issue 19: the TensorRT path against the real APIs ---------------------------------------------------------
+
+def test_item_3_cuda13_packages_on_a_cuda12_driver_is_one_line_naming_the_cu12_extra(one_machine):
+    """Item 3: cuda-python 13 (CUDA 13 runtime) on a CUDA 12 driver (R550, JetPack 6): every device call returns
+    cudaErrorInsufficientDriver; the error named neither the versions nor the CUDA 12 packages to install."""
+    from edgekd.runtime.tensorrt.cuda import open_cuda
+
+    one_machine(hide=("pycuda",), cuda_runtime=13000, cuda_driver=12040)
+    with pytest.raises(EdgekdError) as e:
+        open_cuda(0)
+    msg = str(e.value)
+    assert "\n" not in msg and "13.0" in msg and "12.4" in msg and "trt-cu12" in msg and "cuda-python>=12,<13" in msg
+
+
+def test_item_3_extras_pin_cuda_12_or_13_and_the_hint_names_them():
+    """Item 3: `tensorrt>=8.6` + `cuda-python>=12` resolved to TensorRT 11 / cuda-python 13 (CUDA 13 drivers only)."""
+    import tomllib
+    from pathlib import Path
+
+    from edgekd.runtime.tensorrt import INSTALL_HINT
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    cu12, cu13 = " ".join(extras["trt-cu12"]), " ".join(extras["trt-cu13"])
+    assert "tensorrt-cu12" in cu12 and "cuda-python>=12" in cu12 and "<13" in cu12
+    assert "tensorrt-cu13" in cu13 and "cuda-python>=13" in cu13 and "<14" in cu13
+    assert "trt" not in extras or all("cu1" in r for r in extras["trt"])
+    assert "edgekd[trt-cu12]" in INSTALL_HINT and "edgekd[trt-cu13]" in INSTALL_HINT and "<13" in INSTALL_HINT
+
+
+def test_item_4_timing_cache_from_another_version_is_replaced(tmp_path, machine):
+    """Item 4: set_timing_cache's False (a cache of another TensorRT version or GPU) was discarded, and then
+    get_timing_cache() was None: a traceback after a finished build. Now a fresh cache is used and written."""
+    machine()
+    import _fakegpu
+    import tensorrt
+
+    tc = tmp_path / "tc"
+    tc.write_bytes(b"FAKE-TIMING-CACHE 7.0.0|another GPU")
+    from edgekd.export.tensorrt_build import build_engine
+
+    onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    side = build_engine(onnx_path, tmp_path / "m.fp32.engine", "fp32", (1, 8, 16), timing_cache=tc)
+    assert side["timing_cache"] == "replaced (made by another TensorRT version or GPU)"
+    assert tc.read_bytes() == f"FAKE-TIMING-CACHE {tensorrt.__version__}|{_fakegpu.state().cuda_devices()[0]['name']}".encode()
+    assert _fakegpu.state().builds[-1]["timing_cache"]
+    side = build_engine(onnx_path, tmp_path / "m.fp32.engine", "fp32", (1, 8, 16), timing_cache=tc)
+    assert side["timing_cache"] == "reused"
+
+
+def test_item_5_execution_context_none_is_one_line(tmp_path, machine):
+    """Item 5: create_execution_context() returns None when activation memory cannot be allocated (an 8 GB Orin
+    Nano); the runtime met it as an AttributeError."""
+    state = machine()
+    _, engine = build(tmp_path)
+    state.fail_context = True
+    with pytest.raises(EdgekdError, match="execution context") as e:
+        open_engine(engine)
+    assert "\n" not in str(e.value) and not state.memory
+
+
+def test_set_tensor_address_refused_is_one_line(tmp_path, machine):
+    state = machine()
+    _, engine = build(tmp_path)
+    state.refuse_address = True
+    with pytest.raises(EdgekdError, match="set_tensor_address"):
+        open_engine(engine)
+
+
+def test_item_7_engine_opens_on_cuda_n_and_checks_that_gpu(tmp_path, machine):
+    """Item 7: --device cuda:N was ignored: the engine ran on device 0 and its sidecar was checked against it."""
+    machine()
+    from edgekd.runtime import open_artifact
+    from edgekd.runtime.tensorrt.sidecar import sidecar_path
+
+    _, engine = build(tmp_path)  # built on CUDA device 0, the RTX 4090
+    with pytest.raises(EdgekdError, match="built for NVIDIA GeForce RTX 4090.*RTX A2000"):
+        open_artifact(engine, device="cuda:1")
+    side = json.loads(sidecar_path(engine).read_text())
+    sidecar_path(engine).write_text(json.dumps({**side, "gpu_name": "NVIDIA RTX A2000", "compute_capability": "8.6"}))
+    with open_artifact(engine, device="cuda:1") as rt:
+        assert rt(doubles.faces(2)).shape == (2, 8)
+    with pytest.raises(EdgekdError, match="RTX A2000.*RTX 4090"):
+        open_artifact(engine, device="cuda:0")
+
+
+def test_item_9_dla_core_chosen_at_load(tmp_path, one_machine):
+    """Item 9: Runtime.DLA_core chooses where a deserialised DLA engine runs; the runtime fixed it to the build core."""
+    state = one_machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
+    from edgekd.runtime import open_artifact
+
+    _, engine = build(tmp_path, "fp16", dla_core=0, api="builder-flags")
+    with open_artifact(engine, device="dla:1") as rt:
+        rt(doubles.faces(2))
+        assert rt.meta["dla_core"] == 1
+    with open_artifact(engine) as rt:
+        rt(doubles.faces(2))
+    assert state.dla_runs == [1, 0]
+    with pytest.raises(EdgekdError, match="DLA core 2.*2 DLA core"):
+        open_artifact(engine, device="dla:2")
+
+
+@pytest.mark.parametrize("version,opset,ok", [("8.6.1", 18, False), ("8.6.1", 17, True), ("10.3.0", 20, True),
+                                               ("10.3.0", 21, False), ("11.4.0", 21, True)])
+def test_item_10_opset_range_per_tensorrt_version(tmp_path, one_machine, version, opset, ok):
+    """Item 10: every version was checked against TensorRT 10.0's range (9-20); 8.6 (JetPack 6.0) parses <= 17."""
+    state = one_machine(trt_version=version)
+    from edgekd.export.tensorrt_build import build_engine
+    from edgekd.export.trt_ops import check_trt_ops
+
+    onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    m = graph_load(onnx_path)
+    m.opset_import[0].version = opset
+    import onnx
+
+    onnx.save(m, onnx_path)
+    assert check_trt_ops(m, version)["ok"] == ok
+    if ok:
+        build_engine(onnx_path, tmp_path / "m.engine", "fp32", (1, 8, 16))
+    else:
+        with pytest.raises(EdgekdError, match=f"opset {opset} outside TensorRT {version[:3]}"):
+            build_engine(onnx_path, tmp_path / "m.engine", "fp32", (1, 8, 16))
+        assert not state.builds
+
+
+def graph_load(path):
+    from edgekd.export import graph
+
+    return graph.load(path)
+
+
+def test_calibration_cache_hit_skips_get_batch_and_cache_is_written_from_a_buffer(tmp_path, one_machine):
+    """The calibrator contract of TensorRT 8.6/10.x: read_calibration_cache first (a hit never calls get_batch);
+    write_calibration_cache receives a buffer."""
+    state = one_machine(trt_version="8.6.1")
+    from edgekd.export.calib import make_calib, open_calib
+    from edgekd.export.tensorrt_build import build_engine
+    from edgekd.preprocess import ARCFACE
+
+    make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
+    calib = open_calib(tmp_path / "calib", ARCFACE)
+    onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    cache = tmp_path / "c.cache"
+    for _ in range(2):
+        build_engine(onnx_path, tmp_path / "m.int8.engine", "int8", calib=calib, calib_cache=cache, api="builder-flags")
+    assert state.calibration == ["calibrated:1", "cache-hit"] and cache.read_bytes().startswith(b"TRT-861-")
+    assert [b["header"]["int8_scales"] for b in state.builds] == ["calibrated", "calibration-cache"]

@@ -104,7 +104,7 @@ def build_engine(onnx_path, engine_path, precision: str | None = None, profile: 
         raise EdgekdError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
     pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else ARCFACE
     name, _ = graph.check_face_input(model, onnx_path, pre.input_size)
-    ops = check_trt_ops(model)
+    ops = check_trt_ops(model, trt.__version__)
     if not ops["ok"]:
         raise EdgekdError(f"{onnx_path}: TensorRT's ONNX parser would reject it: {'; '.join(ops['problems'])}")
     path = choose_api(trt, api)
@@ -170,9 +170,7 @@ def _build(trt, onnx_path, engine_path, precision, profile, workspace_mib, timin
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    if timing_cache is not None:
-        tc = Path(timing_cache)
-        config.set_timing_cache(config.create_timing_cache(tc.read_bytes() if tc.is_file() else b""), False)
+    cache_state = _use_timing_cache(config, timing_cache)
 
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
@@ -184,9 +182,28 @@ def _build(trt, onnx_path, engine_path, precision, profile, workspace_mib, timin
                         onnx_path=onnx_path, engine_bytes=len(data), build_seconds=seconds,
                         calib_sha256=(calib.sha256 if needs_calib else meta.get("calib")), meta=meta,
                         dla_core=dla_core)
+    side["timing_cache"] = cache_state
     with atomic_path(engine_path) as tmp:  # engine appears only together with its sidecar
         tmp.write_bytes(data)
         write_sidecar(engine_path, side)
-    if timing_cache is not None:
-        write_bytes_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    cache = config.get_timing_cache() if timing_cache is not None else None
+    if cache is not None:  # None when no cache was accepted: nothing to save
+        write_bytes_atomic(timing_cache, bytes(memoryview(cache.serialize())))
     return side
+
+
+def _use_timing_cache(config, timing_cache) -> str | None:
+    """Load the timing cache file into `config`: "reused", "new", or "replaced (...)" when TensorRT refuses it
+    (set_timing_cache returns False for a cache of another TensorRT version or GPU; create_timing_cache may
+    return None for an unreadable one): the build then starts from an empty cache, which is saved after it."""
+    if timing_cache is None:
+        return None
+    tc = Path(timing_cache)
+    data = tc.read_bytes() if tc.is_file() else b""
+    cache = config.create_timing_cache(data) if data else None
+    if cache is not None and config.set_timing_cache(cache, False):
+        return "reused"
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        return "not used (TensorRT refused an empty timing cache)"
+    return "new" if not data else "replaced (made by another TensorRT version or GPU)"

@@ -46,7 +46,7 @@ def open_artifact(path: str | Path | None = None, *, model: str | None = None, d
     if kind == "engine":
         from edgekd.runtime.tensorrt.runner import TensorRTRuntime
 
-        return TensorRTRuntime(path)
+        return TensorRTRuntime(path, device=device)
     if kind == "onnx":
         from edgekd.runtime.onnx_runtime import OnnxRuntime
 

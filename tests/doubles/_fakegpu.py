@@ -31,6 +31,7 @@ class State:
         self.cuda_runtime, self.cuda_driver = cuda_runtime, cuda_driver
         self.builds: list[dict] = []  # one record per build_serialized_network: header, flags, workspace
         self.calibration: list[str] = []  # "cache-hit" or "calibrated:<batches>" per calibrated build
+        self.deserialized: list[int] = []  # bytes handed to Runtime.deserialize_cuda_engine, per call
         self.dla_runs: list = []  # DLA core (or None: GPU) of every execution
         self.memory: dict[int, np.ndarray] = {}  # device pointer -> bytes
         self.next_ptr = 0x10000

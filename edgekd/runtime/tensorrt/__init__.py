@@ -13,8 +13,9 @@ import importlib.util
 
 from edgekd.errors import EdgekdError
 
-INSTALL_HINT = ("pip install edgekd[trt] on x86-64; on a Jetson, JetPack's python3-libnvinfer (venv with "
-                "--system-site-packages) + pip install cuda-python")
+INSTALL_HINT = ("on x86-64 pip install edgekd[trt-cu12] for a CUDA 12 driver (525-575) or edgekd[trt-cu13] for "
+                "R580+; on a Jetson (JetPack 6, CUDA 12) JetPack's python3-libnvinfer (venv with "
+                "--system-site-packages) + pip install 'cuda-python>=12,<13'")
 
 
 def import_tensorrt():

@@ -51,7 +51,7 @@ class PyCudaDevice(CudaDevice):
     def __init__(self, device: int = 0):
         import pycuda.driver as cuda
 
-        self._cuda = cuda
+        self._cuda, self.index = cuda, int(device)
         cuda.init()
         dev = cuda.Device(device)
         self.name, self.compute_capability = dev.name(), "%d.%d" % dev.compute_capability()
@@ -98,6 +98,29 @@ class PyCudaDevice(CudaDevice):
         self._release()
 
 
+DRIVER_HINT = ("for a CUDA 12 driver (JetPack 6, drivers 525-575) install pip install edgekd[trt-cu12] "
+               "(tensorrt-cu12 + cuda-python>=12,<13), or upgrade the driver to R580+ for edgekd[trt-cu13]")
+
+
+def _cuda_version(v) -> str | None:
+    return f"{int(v) // 1000}.{int(v) % 1000 // 10}" if v else None
+
+
+def cuda_versions(rt=None) -> dict:
+    """{cuda_runtime_version, cuda_driver_version, cuda_family} as cuda-python reports them ("12.6", "13.0", "cu12");
+    both calls answer without a usable driver. Nulls when cuda-python is absent."""
+    try:
+        rt = rt or _import_cudart()
+        runtime = rt.cudaRuntimeGetVersion()
+        driver = rt.cudaDriverGetVersion()
+    except Exception:  # noqa: BLE001 - not installed or a broken install: the figures stay null
+        return {"cuda_runtime_version": None, "cuda_driver_version": None, "cuda_family": None}
+    r = runtime[1] if int(runtime[0]) == 0 else None
+    d = driver[1] if int(driver[0]) == 0 else None
+    return {"cuda_runtime_version": _cuda_version(r), "cuda_driver_version": _cuda_version(d),
+            "cuda_family": f"cu{int(r) // 1000}" if r else None}
+
+
 def _import_cudart():
     try:
         from cuda.bindings import runtime as cudart
@@ -123,6 +146,8 @@ class CudaPythonDevice(CudaDevice):
 
     def __init__(self, device: int = 0):
         self._rt = rt = _import_cudart()
+        self.index = int(device)
+        self._check_driver(rt)
         self._ok(rt.cudaSetDevice(device))
         props = self._ok(rt.cudaGetDeviceProperties(device))
         raw = props.name
@@ -135,6 +160,15 @@ class CudaPythonDevice(CudaDevice):
         self.handle = int(self.stream)
         self._release = weakref.finalize(self, _release_cudart, rt, self.stream, self._allocations, self._host,
                                          self._events)
+
+    def _check_driver(self, rt) -> None:
+        """A CUDA runtime newer than the driver (cuda-python 13 on a CUDA 12 driver: JetPack 6, R535/R550) fails
+        every call with cudaErrorInsufficientDriver; say which versions and which packages fit instead."""
+        versions = cuda_versions(rt)
+        err = rt.cudaGetDeviceCount()[0]
+        if int(err) == int(getattr(rt.cudaError_t, "cudaErrorInsufficientDriver", 35)):
+            raise EdgekdError(f"cuda-python's CUDA {versions['cuda_runtime_version']} runtime needs a newer driver "
+                              f"than this one (CUDA {versions['cuda_driver_version']}): {DRIVER_HINT}")
 
     def _ok(self, ret):
         err, *rest = ret if isinstance(ret, tuple) else (ret,)

@@ -20,16 +20,32 @@ from edgekd.runtime.tensorrt.loader import engine_from_path
 from edgekd.runtime.tensorrt.sidecar import check_sidecar, read_sidecar
 
 
+def parse_device(device) -> tuple[int, int | None]:
+    """(CUDA device, DLA core or None) of a --device value: "cuda:N" -> (N, None), "dla:N" -> (0, N);
+    "auto", "cuda", "cpu" (a command's default) and None -> (0, None): an engine always runs on a CUDA device."""
+    if device is None or isinstance(device, int):
+        return int(device or 0), None
+    kind, _, index = str(device).partition(":")
+    if kind in ("auto", "cpu", "cuda") and not index or kind == "cuda" and index.isdigit():
+        return int(index or 0), None
+    if kind == "dla" and index.isdigit():
+        return 0, int(index)
+    raise EdgekdError(f"device {device!r}: a TensorRT engine runs on cuda, cuda:N or dla:N")
+
+
 class TensorRTRuntime(Runtime):
     name = "tensorrt"
 
-    def __init__(self, engine: str | Path, device: int = 0):
+    def __init__(self, engine: str | Path, device="cuda"):
+        """`device`: "cuda:N" opens CUDA device N (and checks the sidecar against that GPU); "dla:N" runs a DLA
+        engine on DLA core N instead of the core it was built on."""
         path = Path(engine)
         if not path.is_file():
             raise EdgekdError(f"{path}: no such file")
+        index, self._dla_core = parse_device(device)
         trt = import_tensorrt()
         check_sidecar(read_sidecar(path), path, trt.__version__)  # before touching the GPU
-        self._cuda = open_cuda(device)
+        self._cuda = open_cuda(index)
         try:
             self._setup(trt, path)
         except BaseException:
@@ -37,8 +53,11 @@ class TensorRTRuntime(Runtime):
             raise
 
     def _setup(self, trt, path: Path) -> None:
-        self.engine, self._trt_runtime, side = engine_from_path(path, trt, self._cuda)
+        self.engine, self._trt_runtime, side = engine_from_path(path, trt, self._cuda, self._dla_core)
         self.context = self.engine.create_execution_context()
+        if self.context is None:  # TensorRT returns None when the activation memory cannot be allocated
+            raise EdgekdError(f"{path}: TensorRT could not create an execution context (not enough free device "
+                              "memory for its activations? a smaller --profile maximum needs less)")
         self.api = select_api(self.engine, self.context)
         tensors = io_tensors(trt, self.engine, self.api)
         inputs = [t for t in tensors if t["input"]]
@@ -62,7 +81,7 @@ class TensorRTRuntime(Runtime):
         meta = {k: side.get(k) for k in ("model", "method", "precision", "tensorrt_version", "gpu_name",
                                          "compute_capability", "profile", "api_path", "onnx_sha256", "dla_core")}
         meta.update(binding_api=self.api, cuda_binding=self._cuda.binding)
-        super().__init__(preprocess, dim, side.get("precision") or "fp32", "cuda", meta, path)
+        super().__init__(preprocess, dim, side.get("precision") or "fp32", "cuda" if not self._cuda.index else f"cuda:{self._cuda.index}", meta, path)
 
     def _stage(self, chunk: np.ndarray) -> int:
         """Copy a chunk into the pinned input (zero-padded to the profile minimum, or to the fixed batch), set the

@@ -318,8 +318,13 @@ class Runtime(_Strict):
     def __init__(self, logger):
         self.logger, self.DLA_core = logger, -1
 
+    @property
+    def num_DLA_cores(self):
+        return _fakegpu.state().dla_cores
+
     def deserialize_cuda_engine(self, data):
         data = bytes(data)
+        _fakegpu.state().deserialized.append(len(data))
         if not data.startswith(_MAGIC):
             self.logger.log(1, "Serialization assertion magicTagRead == kMAGIC_TAG failed")
             return None
