@@ -110,3 +110,24 @@ def test_checkpoint_falls_back_to_pytorch_when_the_onnx_twin_fails_parity(tmp_pa
     with pytest.warns(UserWarning, match="PyTorch eager"):
         rt = open_artifact(tmp_path / "m.pt", device="cpu")
     assert type(rt).__name__ == "TorchRuntime" and "executed_by" not in rt.meta
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_issue19_item_8_reduced_precision_on_a_model_built_with_fp16_true(precision):
+    """Issue 19 item 8: a model built with fp16=True (mixed-precision training) casts the feature map back to float32
+    before forward_head; cast whole to bf16/fp16 by the runtime, that head met a float32 input (dtype error)."""
+    from edgekd.models import create_model
+
+    m = create_model("mobilefacenet", fp16=True, embedding_size=16)
+    ref = TorchRuntime(module=create_model("mobilefacenet", embedding_size=16).eval())
+    ref.module.load_state_dict(m.state_dict())
+    x = np.random.default_rng(0).normal(size=(2, 3, 112, 112)).astype(np.float32)
+    want = ref(x)
+    try:
+        y = TorchRuntime(module=m, precision=precision)(x)
+    except RuntimeError as e:
+        if precision == "fp16" and "not implemented for 'Half'" in str(e):
+            pytest.skip("this torch build has no FP16 CPU kernels")
+        raise
+    cos = np.sum(y * want, 1) / np.linalg.norm(y, axis=1) / np.linalg.norm(want, axis=1)
+    assert y.dtype == np.float32 and cos.min() > 0.98

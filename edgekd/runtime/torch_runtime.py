@@ -66,6 +66,10 @@ class TorchRuntime(Runtime):
         self._dtype = DTYPES[precision]
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         module = module.eval().to(self._device, dtype=self._dtype, memory_format=self._memory_format)
+        if precision != "fp32" and getattr(module, "fp16", False):
+            # fp16=True is mixed-precision training (autocast body, float32 head); a module cast whole to fp16/bf16
+            # has no float32 head left, and the cast back to float32 before forward_head would meet its weights
+            module.fp16 = False
         self.module = module
         self._forward = torch.compile(module, dynamic=False) if compile else module
         self._graphs: dict[int, tuple] | None = {} if cuda_graph else None
