@@ -475,3 +475,28 @@ def test_calibration_cache_hit_skips_get_batch_and_cache_is_written_from_a_buffe
         build_engine(onnx_path, tmp_path / "m.int8.engine", "int8", calib=calib, calib_cache=cache, api="builder-flags")
     assert state.calibration == ["calibrated:1", "cache-hit"] and cache.read_bytes().startswith(b"TRT-861-")
     assert [b["header"]["int8_scales"] for b in state.builds] == ["calibrated", "calibration-cache"]
+
+
+def test_item_6_unified_memory_while_tegrastats_block_buffers(tmp_path, one_machine, monkeypatch):
+    """Item 6: with tegrastats running, the /proc/meminfo sampling was off; piped, tegrastats block-buffers, so a
+    short run got no line at all and reported unified memory null. Now /proc/meminfo is always sampled and the
+    reader thread is joined before result()."""
+    import os
+    import stat
+    import sys
+
+    from edgekd.bench import memory
+
+    one_machine(profile="jetson")
+    fake = tmp_path / "bin" / "tegrastats"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport sys, time\nsys.stdout.write('RAM 2345/7764MB\\n' * 3)\n"
+                    "time.sleep(60)\n")  # buffered, never flushed: what a piped C program's stdio does
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(memory, "is_jetson", lambda: True)
+    with memory.MemorySampler(interval_s=0.01) as sampler:
+        sampler.sample()
+    mem = sampler.result()
+    assert mem["unified_bytes"] is not None and "/proc/meminfo" in mem["unified_source"]
+    assert sampler._tegra_thread is not None and not sampler._tegra_thread.is_alive()

@@ -145,10 +145,16 @@ class MemorySampler:
         self.gpu_method: str | None = None
         self.unified_peak: int | None = None
         self.unified_baseline = meminfo_used_bytes() if self._jetson else None
-        self.unified_source: str | None = None
+        self._sources: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tegra: subprocess.Popen | None = None
+        self._tegra_thread: threading.Thread | None = None
+
+    @property
+    def unified_source(self) -> str | None:
+        """Which readings the unified peak comes from: "/proc/meminfo", "tegrastats" or both ("+")."""
+        return "+".join(sorted(self._sources)) or None
 
     def _max(self, a: int | None, b: int | None) -> int | None:
         return b if a is None else a if b is None else max(a, b)
@@ -157,10 +163,10 @@ class MemorySampler:
         used, method = self._nvml.process_bytes()
         if used is not None and (self.gpu_peak is None or used > self.gpu_peak):
             self.gpu_peak, self.gpu_method = used, method
-        if self._jetson and self._tegra is None:
+        if self._jetson:  # always, tegrastats or not: its lines may arrive late or never (buffered pipe)
             used = meminfo_used_bytes()
             if used is not None:
-                self.unified_source = "/proc/meminfo"
+                self._sources.add("/proc/meminfo")
                 self.unified_peak = self._max(self.unified_peak, used)
 
     def _loop(self) -> None:
@@ -172,17 +178,20 @@ class MemorySampler:
         for line in self._tegra.stdout:
             used = parse_tegrastats_ram(line)
             if used is not None:
-                self.unified_source = "tegrastats"
+                self._sources.add("tegrastats")
                 self.unified_peak = self._max(self.unified_peak, used)
 
     def __enter__(self) -> "MemorySampler":
         if self._jetson and shutil.which("tegrastats"):
+            # piped, tegrastats' stdio is block-buffered: stdbuf -oL makes it write each line as it is sampled
+            line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
             try:
                 self._tegra = subprocess.Popen(
-                    ["tegrastats", "--interval", str(max(10, int(self.interval_s * 1000)))],
+                    [*line_buffered, "tegrastats", "--interval", str(max(10, int(self.interval_s * 1000)))],
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                 )
-                threading.Thread(target=self._tegra_loop, daemon=True).start()
+                self._tegra_thread = threading.Thread(target=self._tegra_loop, daemon=True)
+                self._tegra_thread.start()
             except OSError:
                 self._tegra = None
         self.sample()
@@ -201,6 +210,9 @@ class MemorySampler:
                 self._tegra.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self._tegra.kill()
+                self._tegra.wait()
+        if self._tegra_thread is not None:  # the pipe is closed now: the reader ends after the last line
+            self._tegra_thread.join(timeout=2)
         self._nvml.close()
 
     def result(self) -> dict:
