@@ -13,26 +13,35 @@ import pytest
 import _trt_doubles as doubles
 
 
-def run_device_check_subprocess(tmp_path, pairs, folds):
+def run_device_check_subprocess(tmp_path, pairs, folds, int8=("--qdq-onnx", None), trt_version="10.3.0",
+                                passed=True):
+    """device-check in a process where torch cannot be imported; `int8`: ("--qdq-onnx", None) for a Q/DQ file
+    written here, or (option, path), e.g. ("--calib", calib/NAME)."""
     onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
-    qdq = doubles.tiny_face_onnx(tmp_path / "m.int8-minmax.onnx", "int8")
+    option, value = int8
+    if value is None:
+        value = doubles.tiny_face_onnx(tmp_path / "m.int8-minmax.onnx", "int8")
     code = textwrap.dedent(f"""
         import sys
         sys.modules["torch"] = None
         from edgekd.cli import cli
         cli.main(["device-check", "--onnx", {str(onnx_path)!r}, "--data", {str(pairs)!r}, "--folds", {folds!r},
-                  "--qdq-onnx", {str(qdq)!r}, "--out", {str(tmp_path / "bundle")!r}, "--quiet"],
+                  {option!r}, {str(value)!r}, "--out", {str(tmp_path / "bundle")!r}, "--quiet"],
                  standalone_mode=False)
         loaded = [m for m, v in sys.modules.items() if m.split(".")[0] in ("torch", "matplotlib") and v is not None]
         assert not loaded, loaded
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
-                         env=doubles.subprocess_env(profile="jetson"))
+                         env=doubles.subprocess_env(profile="jetson", trt_version=trt_version))
     assert res.returncode == 0, res.stderr[-3000:]
     bundle = json.loads((tmp_path / "bundle" / "device_check.json").read_text())
-    assert bundle["kind"] == "device-check" and bundle["passed"]
-    assert bundle["environment"]["gpu_name"] == "Orin" and bundle["environment"]["tensorrt_version"] == "10.3.0"
+    assert bundle["kind"] == "device-check" and bundle["passed"] == passed
+    env = bundle["environment"]
+    assert env["gpu_name"] == "Orin" and env["tensorrt_version"] == trt_version
+    assert env["cuda_runtime_version"] == "12.6" and env["cuda_driver_version"] == "12.6" and env["cuda_family"] == "cu12"
     assert set(bundle["engines"]) == {"fp16", "int8"}
+    if not passed:
+        return bundle
     for e in bundle["engines"].values():
         assert e["embeddings_vs_onnxruntime"]["cosine_min"] > 0.9999  # the double runs the same graph
         assert 0 <= e["verification"]["accuracy_mean"] <= 1
@@ -56,6 +65,40 @@ def test_device_check_bundle_on_real_faces(tmp_path, shared_data):
     cannot be imported, under JetPack 6's NVML (memory NOT_SUPPORTED: null with its reason, "—" in markdown)."""
     bundle = run_device_check_subprocess(tmp_path, shared_data / "lfw" / "pairs.txt", "7")
     assert bundle["data"]["pairs"] == 600
+
+
+@pytest.mark.parametrize("trt_version", ["8.6.1", "10.3.0", "11.4.0"])
+def test_issue19_item_1_calib_makes_the_qdq_file_on_every_generation(tmp_path, trt_version):
+    """Item 1: `device-check --calib C` without --qdq-onnx built INT8 from the FP32 graph, which a strongly typed
+    build (TensorRT >= 10.1) refuses; the exception also lost the finished FP16 measurements. Now the exporter's
+    quantizer writes the Q/DQ file from C, and INT8 runs on 8.6, 10.x and 11.x alike."""
+    from _eval_tiny import make_lfw
+    from edgekd.export.calib import make_calib
+
+    make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
+    bundle = run_device_check_subprocess(tmp_path, make_lfw(tmp_path / "lfw", folds=1, per=2), "1",
+                                         int8=("--calib", tmp_path / "calib"), trt_version=trt_version)
+    qdq = bundle["engines"]["int8"]["sidecar"]["onnx"]
+    assert qdq.endswith("m.int8-minmax.onnx") and bundle["engines"]["int8"]["qdq_onnx"]["made_from"] == "calib"
+
+
+def test_issue19_item_1_int8_failure_keeps_fp16_and_records_the_error(tmp_path):
+    """Item 1: a failure of one precision is recorded in the bundle; the other engines are still written."""
+    from onnx import helper
+
+    from _eval_tiny import make_lfw
+    from edgekd.export import graph
+
+    bad = doubles.tiny_face_onnx(tmp_path / "bad.int8-minmax.onnx", "int8")
+    m = graph.load(bad)
+    m.graph.node.append(helper.make_node("Col2Im", ["embedding"], ["unused"], name="unsupported"))
+    graph.save(m, bad)
+    bundle = run_device_check_subprocess(tmp_path, make_lfw(tmp_path / "lfw", folds=1, per=2), "1",
+                                         int8=("--qdq-onnx", bad), passed=False)
+    assert bundle["engines"]["fp16"]["embeddings_vs_onnxruntime"]["ok"]
+    assert "Col2Im" in bundle["engines"]["int8"]["error"] and "\n" not in bundle["engines"]["int8"]["error"]
+    md = (tmp_path / "bundle" / "device_check.md").read_text()
+    assert "| fp16 |" in md and "Col2Im" in md
 
 
 def test_device_check_without_tensorrt_is_one_line(tmp_path, monkeypatch):

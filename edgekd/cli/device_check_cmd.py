@@ -2,6 +2,7 @@
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 
 
@@ -11,17 +12,24 @@ from edgekd.cli.app import cli
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Verification set: LFW pairs.txt or insightface .bin (real faces).")
 @click.option("--images-root", type=click.Path(file_okay=False), help="Images of pairs.txt (default aligned_112x112/).")
-@click.option("--folds", help="LFW folds to use, e.g. 6-7 (default all).")
+@click.option("--folds", type=params.Folds(), help="LFW folds to use, e.g. 6-7 (default all).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder (JSON + markdown + engines).")
-@click.option("--calib", type=click.Path(file_okay=False), help="Calibration set: also build and check an INT8 engine.")
+@click.option("--calib", type=click.Path(file_okay=False),
+              help="Calibration set: also an INT8 engine, from a Q/DQ file quantized here from it.")
 @click.option("--qdq-onnx", type=click.Path(exists=True, dir_okay=False), help="Q/DQ INT8 ONNX: also an INT8 engine.")
-@click.option("--profile", default="1,8,32", show_default=True, help="Batch MIN,OPT,MAX of the engines.")
+@click.option("--gate-data", type=click.Path(exists=True),
+              help="With --calib: quantize the accuracy-gated Q/DQ file on these images (as `edgekd export`).")
+@click.option("--gate-folds", help="LFW folds whose identities form the gate data, e.g. 1-5.")
+@click.option("--int8-gate", default="tar@1e-4=0.3", show_default=True, help="The gate, with --gate-data.")
+@click.option("--profile", default="1,8,32", show_default=True, type=params.Profile(), help="Batch MIN,OPT,MAX of the engines.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def device_check(onnx_path, data, images_root, folds, out, calib, qdq_onnx, profile, quiet):
+def device_check(onnx_path, data, images_root, folds, out, calib, qdq_onnx, gate_data, gate_folds, int8_gate, profile,
+                 quiet):
     """On a GPU: build engines, compare with ONNX Runtime on real faces, re-measure accuracy, latency, memory."""
     from edgekd.cli.export_cmd import _profile
     from edgekd.data.folds import parse_folds
     from edgekd.device_check import run_device_check
 
     run_device_check(onnx_path, data, out, folds=parse_folds(folds), images_root=images_root, calib=calib,
-                     qdq_onnx=qdq_onnx, profile=_profile(profile), progress=not quiet, log=click.echo)
+                     qdq_onnx=qdq_onnx, gate_data=gate_data, gate_folds=parse_folds(gate_folds, "--gate-folds"),
+                     int8_gate=int8_gate, profile=_profile(profile), progress=not quiet, log=click.echo)
