@@ -2,18 +2,9 @@
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 from edgekd.runtime.base import TORCH_PRECISIONS
-
-
-def _batches(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 1,8,32") from None
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"{value!r}: batch sizes must be >= 1")
-    return out
 
 
 @cli.command()
@@ -24,7 +15,7 @@ def _batches(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N (ONNX: also tensorrt, auto).")
 @click.option("--precision", type=click.Choice(TORCH_PRECISIONS), default="fp32", show_default=True,
               help="PyTorch compute precision (artifacts carry their own).")
-@click.option("--batch-sizes", "-b", default="1,8,32", show_default=True, callback=_batches,
+@click.option("--batch-sizes", "-b", default="1,8,32", show_default=True, type=params.Batches(),
               help="Comma-separated batch sizes.")
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(0), help="Untimed calls per batch size.")
 @click.option("--iterations", "-n", default=20, show_default=True, type=click.IntRange(1),

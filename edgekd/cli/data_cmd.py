@@ -2,6 +2,7 @@
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 
 
@@ -23,7 +24,7 @@ def data() -> None:
 @click.argument("out", type=click.Path())
 @click.option("--resize", is_flag=True, help="Resize faces that are not 112x112 instead of failing.")
 @click.option("--identities-from", type=click.Path(exists=True, dir_okay=False), help="LFW pairs.txt: keep only identities of --folds.")
-@click.option("--folds", default="1-5", show_default=True, help="LFW view-2 folds (1..10) for --identities-from.")
+@click.option("--folds", default="1-5", show_default=True, type=params.Folds(), help="LFW view-2 folds (1..10) for --identities-from.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def pack(source, out, resize, identities_from, folds, overwrite):
     """Pack SOURCE (folder per identity, label.txt, .rec or synthetic:AxB) into OUT/train.rec, train.idx, property."""
@@ -57,7 +58,7 @@ def pack_pairs(pairs_txt, images_dir, out, resize):
 @click.option("--scale", default=1.0, show_default=True, help="Multiply landmarks by this (0.6: LFW landmarks on raw_150).")
 @click.option("--size", "size", default="112x112", show_default=True, help="112x112 (ArcFace) or 112x96 (SphereFace).")
 @click.option("--identities-from", type=click.Path(exists=True, dir_okay=False), help="LFW pairs.txt: only identities of --folds.")
-@click.option("--folds", default="1-5", show_default=True, help="LFW view-2 folds (1..10) for --identities-from.")
+@click.option("--folds", default="1-5", show_default=True, type=params.Folds(), help="LFW view-2 folds (1..10) for --identities-from.")
 @click.option("--workers", type=int, default=None, help="Processes (default: all CPUs).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
 def align(raw_dir, out_dir, landmarks, scale, size, identities_from, folds, workers, overwrite):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 from edgekd.runtime.base import TORCH_PRECISIONS
 
@@ -24,7 +25,7 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 @click.option("--flip", type=click.Choice(["sum", "concat", "none"]), default="sum", show_default=True,
               help="Flip test-time augmentation: emb(x)+emb(flip x) (insightface) or concatenated (2D-d).")
 @click.option("--no-flip", is_flag=True, help="Same as --flip none.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=params.BATCH)
 @click.option("--resize", is_flag=True, help="Resize images of another size (with a warning) instead of failing.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda[:N], auto (PyTorch / ONNX Runtime).")
 @click.option("--precision", type=click.Choice(TORCH_PRECISIONS), default="fp32", show_default=True,
@@ -41,7 +42,7 @@ from edgekd.runtime.base import TORCH_PRECISIONS
                    "with bootstrap intervals, FAR at the artifact's stored thresholds.")
 @click.option("--identities-from", type=click.Path(exists=True, dir_okay=False),
               help="all-pairs: keep only the identities of --folds of this LFW pairs.txt.")
-@click.option("--folds", help="LFW folds (1..10), e.g. 6-10: pairs of these folds only; all-pairs: their identities.")
+@click.option("--folds", type=params.Folds(), help="LFW folds (1..10), e.g. 6-10: pairs of these folds only; all-pairs: their identities.")
 def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plot, reference, flip, no_flip,
              batch_size, resize, device, precision, channels_last, use_compile, cuda_graph, providers, threads, quiet,
              protocol, identities_from, folds):

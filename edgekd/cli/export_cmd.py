@@ -2,6 +2,7 @@
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 from edgekd.runtime.base import ARTIFACT_PRECISIONS
 
@@ -21,8 +22,8 @@ def _profile(value: str) -> tuple[int, int, int]:
 
 def _engine_options(f):
     for opt in reversed([
-        click.option("--profile", default="1,8,64", show_default=True, help="Batch MIN,OPT,MAX of the optimization profile."),
-        click.option("--workspace", "workspace_mib", default=2048, show_default=True, help="Workspace limit, MiB."),
+        click.option("--profile", default="1,8,64", show_default=True, type=params.Profile(), help="Batch MIN,OPT,MAX of the optimization profile."),
+        click.option("--workspace", "workspace_mib", default=2048, show_default=True, type=params.WORKSPACE, help="Workspace limit, MiB."),
         click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (default: .timing_cache beside the engine), reused across builds."),
         click.option("--dla-core", type=int, help="Build for this Jetson DLA core (GPU fallback allowed)."),
         click.option("--api", default="auto", type=API, show_default=True, help="TensorRT API generation (auto: probe the installed module)."),
@@ -42,19 +43,19 @@ def _engine_options(f):
 @click.option("--calib", type=click.Path(file_okay=False), help="Calibration set (calib/NAME) -> INT8 Q/DQ ONNX.")
 @click.option("--calib-method", "calib_methods", multiple=True, type=click.Choice(["minmax", "entropy", "percentile"]),
               help="Repeatable; one Q/DQ file per method (default minmax).")
-@click.option("--calib-limit", type=int, help="Use at most this many calibration faces.")
+@click.option("--calib-limit", type=params.COUNT, help="Use at most this many calibration faces.")
 @click.option("--int8-first-conv", is_flag=True, help="Quantize the first conv too (default: keep it in float).")
 @click.option("--int8-tail", is_flag=True, help="Quantize / half the embedding tail too (default: keep it in FP32).")
 @click.option("--verify", type=click.Path(exists=True, dir_okay=False), help="pairs.txt or .bin: accuracy of every artifact.")
-@click.option("--folds", help="Verification folds to use, e.g. 6-10 (default all).")
+@click.option("--folds", type=params.Folds(), help="Verification folds to use, e.g. 6-10 (default all).")
 @click.option("--trt", "trt_precision", type=PRECISION, help="Also build a TensorRT engine of this precision.")
-@click.option("--int8-gate", help="Accuracy gate for INT8, e.g. tar@1e-4=0.3 (largest TAR drop in points vs FP32, "
+@click.option("--int8-gate", type=params.GateSpec(), help="Accuracy gate for INT8, e.g. tar@1e-4=0.3 (largest TAR drop in points vs FP32, "
               "upper 95%% bound, on --gate-data); writes NAME.int8-gated.onnx (layer fallback to float as needed).")
 @click.option("--gate-data", type=click.Path(exists=True),
               help="Gate/threshold images: identity folder, label.txt, RecordIO or LFW pairs.txt (with --gate-folds); "
                    "identities disjoint from what you report on. Every artifact gets its thresholds measured here.")
-@click.option("--gate-folds", help="LFW folds whose identities form the gate data, e.g. 1-5.")
-@click.option("--gate-images", type=click.IntRange(min=2),
+@click.option("--gate-folds", type=params.Folds("--gate-folds"), help="LFW folds whose identities form the gate data, e.g. 1-5.")
+@click.option("--gate-images", type=click.IntRange(2, params.MAX_COUNT),
               help="Gate images to use (whole identities, seeded) [default: 6000, export.thresholds.GATE_IMAGES].")
 @_engine_options
 def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, calib_methods, calib_limit,
@@ -112,10 +113,10 @@ def calib_group():
 @calib_group.command("make")
 @click.option("--from", "source", required=True, help="Image folder, train.rec, lfw.bin or pairs.txt.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder, e.g. calib/lfw512.")
-@click.option("--n", default=512, show_default=True, help="Number of faces.")
+@click.option("--n", default=512, show_default=True, type=params.COUNT, help="Number of faces.")
 @click.option("--model", help="Take preprocessing from this registry model (default: ArcFace (x-127.5)/127.5, 112x112).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--folds", help="For pairs.txt/.bin: draw only from these folds (e.g. 1-5, to keep 6-10 unseen).")
+@click.option("--folds", type=params.Folds(), help="For pairs.txt/.bin: draw only from these folds (e.g. 1-5, to keep 6-10 unseen).")
 @click.option("--overwrite", is_flag=True)
 def calib_make(source, out, n, model, seed, folds, overwrite):
     """Draw a seeded, identity-balanced calibration set."""

@@ -8,6 +8,7 @@ from typing import Callable
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 from edgekd.train.config import TrainConfig
 
@@ -28,7 +29,9 @@ def _option(f: dataclasses.Field) -> Callable:
         return click.option(*names, f.name, is_flag=True, default=default, show_default=default, **kw)
     if isinstance(default, list):
         return click.option(*names, f.name, multiple=True, **kw)
-    if meta.get("choices"):
+    if f.name in params.TRAIN_RANGES:
+        kw["type"] = params.TRAIN_RANGES[f.name]
+    elif meta.get("choices"):
         kw["type"] = click.Choice(list(meta["choices"]))
     elif default is None:
         hint = typing.get_type_hints(TrainConfig)[f.name]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from edgekd.errors import EdgekdError
 
 NUM_FOLDS = 10
+_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only (str.isdigit would take '٣')
 
 
 def parse_folds(spec: str | None, option: str = "--folds") -> list[int] | None:
@@ -12,12 +15,14 @@ def parse_folds(spec: str | None, option: str = "--folds") -> list[int] | None:
     if spec is None or not str(spec).strip():
         return None
     out: list[int] = []
-    try:
-        for part in str(spec).split(","):
-            a, _, b = part.strip().partition("-")
-            out += list(range(int(a), int(b or a) + 1))
-    except ValueError:
-        raise EdgekdError(f"{option} {spec!r}: expected a fold list such as 1-5 or 1,3,5") from None
-    if not out or not set(out) <= set(range(1, NUM_FOLDS + 1)):
-        raise EdgekdError(f"{option} {spec!r}: folds are numbered 1..{NUM_FOLDS}")
+    for part in str(spec).split(","):
+        a, dash, b = part.strip().partition("-")
+        if not (_NUMBER.fullmatch(a.strip()) and (not dash or _NUMBER.fullmatch(b.strip()))):
+            raise EdgekdError(f"{option} {spec!r}: expected a fold list such as 1-5 or 1,3,5")
+        lo, hi = int(a), int(b) if dash else int(a)
+        if lo > hi:
+            raise EdgekdError(f"{option} {spec!r}: range {lo}-{hi} is reversed (write {hi}-{lo})")
+        if not (1 <= lo and hi <= NUM_FOLDS):  # checked before the range is built: 1-10000000000 allocates nothing
+            raise EdgekdError(f"{option} {spec!r}: folds are numbered 1..{NUM_FOLDS}")
+        out += range(lo, hi + 1)
     return sorted(set(out))

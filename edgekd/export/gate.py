@@ -52,12 +52,14 @@ def parse_spec(spec: str) -> GateSpec:
     if m["metric"] not in METRICS:
         raise EdgekdError(f"--int8-gate {spec!r}: unknown metric {m['metric']!r} (known: {', '.join(METRICS)})")
     try:
-        far = float(m["far"])
+        far, drop = float(m["far"]), float(m["drop"])
     except ValueError:
-        raise EdgekdError(f"--int8-gate {spec!r}: FAR {m['far']!r} is not a number") from None
+        raise EdgekdError(f"--int8-gate {spec!r}: FAR {m['far']!r} and drop {m['drop']!r} must be numbers") from None
     if not 0 < far < 1:
         raise EdgekdError(f"--int8-gate {spec!r}: FAR must lie in (0, 1)")
-    return GateSpec(m["metric"], far, float(m["drop"]))
+    if not drop <= 100:
+        raise EdgekdError(f"--int8-gate {spec!r}: the drop is in TAR points, 0..100")
+    return GateSpec(m["metric"], far, drop)
 
 
 class Judge:

@@ -36,13 +36,48 @@ class Runtime:
     ):
         self.preprocess = preprocess
         self.embedding_size = int(embedding_size)
+        if self.embedding_size < 2:  # an N x 1 "embedding" has cosine +-1 for every pair: any threshold scores it
+            raise EdgekdError(f"{artifact or self.name}: embedding size {self.embedding_size}; a face embedding "
+                              "needs at least 2 dimensions")
         self.precision = precision
         self.device = device
         self.meta = dict(meta or {})
         self.artifact = Path(artifact) if artifact is not None else None
 
+    def __init_subclass__(cls, **kwargs):
+        """Every backend's `__call__` goes through `check_embeddings`: the one place that refuses non-finite or
+        degenerate output, so no backend (present or future) can hand NaN or zero vectors to the scoring."""
+        super().__init_subclass__(**kwargs)
+        call = cls.__dict__.get("__call__")
+        if call is not None and not getattr(call, "_checked", False):
+            def checked(self, x, _call=call):
+                return self.check_embeddings(_call(self, x))
+
+            checked._checked = True
+            checked.__doc__ = call.__doc__
+            cls.__call__ = checked
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def check_embeddings(self, y) -> np.ndarray:
+        """Float (N, D) embeddings, finite, no all-zero row: a NaN model would otherwise score 50 % ("AUC 0.55") and
+        an integer or zero output a meaningless number; the error names the artifact before anything is scored."""
+        where = self.artifact or self.name
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.floating):
+            raise EdgekdError(f"{where}: embeddings are {y.dtype}, expected floating point (not a face model's output)")
+        if y.ndim != 2 or y.shape[1] < 2:
+            raise EdgekdError(f"{where}: embeddings of shape {tuple(y.shape)}, expected N x D with D >= 2")
+        bad = ~np.isfinite(y).all(axis=1)
+        if bad.any():
+            raise EdgekdError(f"{where}: {int(bad.sum())} of {len(y)} embeddings contain NaN or infinite values "
+                              "(broken weights or an overflow)")
+        zero = ~y.any(axis=1)
+        if zero.any():
+            raise EdgekdError(f"{where}: {int(zero.sum())} of {len(y)} embeddings are all zeros (a zero vector has "
+                              "no direction to compare)")
+        return y
 
     def device_time_ms(self, x: np.ndarray) -> float | None:
         """Accelerator time of one forward on `x` (CUDA events); None where it cannot be measured."""

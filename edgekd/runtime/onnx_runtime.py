@@ -47,6 +47,7 @@ def choose_providers(device: str, available: list[str], path: Path) -> list[str]
     return wanted
 
 
+FLOAT_TENSORS = ("tensor(float)", "tensor(float16)", "tensor(double)")
 GPU_HINT = ("for CUDA install the GPU build in place of the CPU one: pip uninstall onnxruntime && "
             "pip install 'edgekd[gpu]' (onnxruntime-gpu)")
 
@@ -115,6 +116,10 @@ class OnnxRuntime(Runtime):
             got = ", ".join(f"{i.name} {i.shape}" for i in inputs)
             raise EdgekdError(f"{path}: not a face model (inputs {got}; expected one N x 3 x {h} x {w} input "
                               "and an N x D embedding output)")
+        kinds = (inputs[0].type, outputs[0].type)
+        if kinds[0] not in FLOAT_TENSORS[:2] or kinds[1] not in FLOAT_TENSORS:  # int8 in or int64 out: no face model
+            raise EdgekdError(f"{path}: not a face model (input {inputs[0].name} is {kinds[0]}, output "
+                              f"{outputs[0].name} is {kinds[1]}; expected a float32/float16 input and a float output)")
         self._input = inputs[0].name
         self._input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         self._fixed_batch = shape[0] if isinstance(shape[0], int) else None

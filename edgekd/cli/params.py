@@ -1,0 +1,103 @@
+"""click parameter types for option values: a malformed value is a malformed command line (exit 2, one line),
+checked before any work starts, with upper bounds so `-b 100000000` is refused instead of allocating until a
+MemoryError. The text-valued types return the value unchanged once checked: the commands hand the text to the
+library parsers (edgekd.data.folds, edgekd.export.gate), which also read it from settings files."""
+
+from __future__ import annotations
+
+import click
+
+from edgekd.errors import EdgekdError
+
+MAX_BATCH = 4096  # one batch of 4096 112x112 float32 faces is 616 MB: beyond it is a typo, not a benchmark
+MAX_WORKSPACE_MIB = 1 << 20  # 1 TiB
+MAX_COUNT = 10_000_000  # images, steps, faces: more than any face set edgekd reads
+
+BATCH = click.IntRange(1, MAX_BATCH)
+COUNT = click.IntRange(1, MAX_COUNT)
+WORKSPACE = click.IntRange(1, MAX_WORKSPACE_MIB)
+
+
+def _unprefixed(message: str) -> str:
+    """"--folds '3-1': range ..." -> "'3-1': range ...": click already names the option."""
+    return message.split(" ", 1)[1] if message.startswith("--") and " " in message else message
+
+
+class _Checked(click.ParamType):
+    """Runs `check(text)`; its EdgekdError becomes click's usage error."""
+
+    def check(self, text: str):
+        raise NotImplementedError
+
+    def convert(self, value, param, ctx):
+        if value is None or not isinstance(value, str):
+            return value
+        try:
+            self.check(value)
+        except EdgekdError as e:
+            self.fail(_unprefixed(str(e)), param, ctx)
+        return value
+
+
+class Folds(_Checked):
+    name = "folds"
+
+    def __init__(self, option: str = "--folds"):
+        self.option = option
+
+    def check(self, text):
+        from edgekd.data.folds import parse_folds
+
+        parse_folds(text, self.option)
+
+
+class GateSpec(_Checked):
+    name = "spec"
+
+    def check(self, text):
+        from edgekd.export.gate import parse_spec
+
+        parse_spec(text)
+
+
+def parse_batches(text: str, option: str = "--batch-sizes") -> tuple[int, ...]:
+    """'1,8,32' -> (1, 8, 32), each in 1..MAX_BATCH."""
+    try:
+        out = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise EdgekdError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,8,32") from None
+    bad = [b for b in out if not 1 <= b <= MAX_BATCH]
+    if bad:
+        raise EdgekdError(f"{option} {text!r}: batch size {bad[0]} is outside 1..{MAX_BATCH}")
+    return out
+
+
+class Profile(_Checked):
+    """TensorRT optimization profile MIN,OPT,MAX: three batch sizes, 1 <= MIN <= OPT <= MAX <= MAX_BATCH."""
+
+    name = "min,opt,max"
+
+    def check(self, text):
+        sizes = parse_batches(text, "--profile")
+        if len(sizes) != 3:
+            raise EdgekdError(f"--profile {text!r}: expected MIN,OPT,MAX batch sizes, e.g. 1,8,64")
+        if not sizes[0] <= sizes[1] <= sizes[2]:
+            raise EdgekdError(f"--profile {text!r}: needs MIN <= OPT <= MAX")
+
+
+class Batches(click.ParamType):
+    """Comma-separated batch sizes -> a tuple of ints."""
+
+    name = "sizes"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_batches(str(value), f"--{param.name.replace('_', '-')}" if param else "--batch-sizes")
+        except EdgekdError as e:
+            self.fail(_unprefixed(str(e)), param, ctx)
+
+
+# `edgekd train` / `distill` options generated from TrainConfig fields that take these ranges on the command line
+TRAIN_RANGES = {"batch_size": BATCH, "val_batch_size": BATCH, "steps": COUNT, "epochs": click.IntRange(1, 100_000)}
