@@ -33,8 +33,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        make_parent(path)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise EdgekdError(f"{path}: cannot write here ({e.strerror or e})") from e
     os.close(fd)
@@ -48,6 +48,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise EdgekdError(f"{path}: write failed ({e.strerror or e}); nothing was written") from e
     finally:
         tmp.unlink(missing_ok=True)
+    remove_stale_temps(path)
+
+
+_NAME_BYTES = 200  # a temp name is "." + this + ".<pid>-<8 random>.tmp": within the usual 255-byte limit
+
+
+def temp_prefix(path: Path) -> str:
+    """`.<name>.<pid>-` for the temporary beside `path`: the name cut to _NAME_BYTES bytes (a 250-byte output name
+    stays writable) and the writer's pid, so a later run can tell a dead writer's leftover from a live one's."""
+    short = os.fsencode(path.name)[:_NAME_BYTES].decode(errors="ignore")
+    return f".{short}.{os.getpid()}-"
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove what writers of `path` that no longer run (kill -9, power loss) left beside it. A temp of a live
+    writer (two commands writing one output) is kept: its pid is alive."""
+    prefix = temp_prefix(path).rsplit(".", 1)[0] + "."
+    try:
+        leftovers = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    for p in leftovers:
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def make_parent(path: Path) -> None:
+    """mkdir -p of `path`'s folder; an ancestor that is a file is named ("(File exists)" said nothing useful)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((a for a in reversed(path.parents) if a.exists() and not a.is_dir()), path.parent)
+        raise EdgekdError(f"{path}: cannot be created: {blocker} is a file") from None
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -91,8 +138,11 @@ def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> 
     or its nearest existing ancestor is a file or not writable. Creates nothing."""
     path = Path(path)
     probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+    except OSError as e:  # a name over the filesystem's 255-byte limit (ENAMETOOLONG)
+        raise EdgekdError(f"{path}: cannot write here ({e.strerror or e})") from None
     if not probe.is_dir():
         where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
         raise EdgekdError(f"{path}: {where}, not an {what}")
@@ -150,8 +200,8 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     if path.exists() and not overwrite and any(path.iterdir()):
         raise EdgekdError(f"{path}: already exists and is not empty (pass --overwrite to replace it)")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        make_parent(path)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
     except OSError as e:
         raise EdgekdError(f"{path}: cannot write here ({e.strerror or e})") from e
@@ -172,3 +222,4 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale_temps(path)

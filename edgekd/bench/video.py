@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from edgekd.data.image import decode_image
 from edgekd.errors import EdgekdError
 from edgekd.preprocess import Preprocess
 
@@ -58,11 +59,7 @@ def iter_frames(source: str | Path, limit: int | None = None) -> Iterator[tuple[
             if limit is not None and n >= limit:
                 return
             t0 = time.perf_counter()
-            try:
-                with Image.open(path) as im:
-                    frame = np.asarray(im.convert("RGB"))
-            except (UnidentifiedImageError, OSError) as e:
-                raise EdgekdError(f"{path}: cannot decode this frame ({e})") from e
+            frame = decode_image(path)  # the readers' decoder: 16-bit, palette and CMYK frames as faces are
             yield frame, time.perf_counter() - t0
         return
     try:

@@ -30,7 +30,7 @@ class _Group(click.Group):
             raise click.ClickException("onnxruntime is not installed: pip install 'edgekd[cpu]' "
                                        "(or 'edgekd[gpu]' for CUDA)") from None
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.ENOENT, errno.EDQUOT):
+            if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.ENOENT, errno.EDQUOT, errno.ENAMETOOLONG):
                 where = f"{e.filename}: " if e.filename else ""
                 raise click.ClickException(f"{where}{e.strerror}") from None
             raise
