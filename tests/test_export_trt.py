@@ -1,11 +1,10 @@
-"""TensorRT build logic: API-generation choice and builder calls against a recording fake module (never a measured
-result), sidecar fields + EVAL's mismatch check, trtexec line, the no-TensorRT path, and one real build (tensorrt).
-CUDA (buffers, GPU identity) and NVML are the strict doubles of tests/doubles/."""
+"""TensorRT build logic: API-generation choice and builder calls against the strict doubles of tests/doubles/
+(TensorRT per generation, CUDA, NVML: the only fake TensorRT; never a measured result), sidecar fields + EVAL's
+mismatch check, trtexec lines (checked with the trtexec double), the no-TensorRT path, and one real build (tensorrt)."""
 
 from __future__ import annotations
 
 import json
-import types
 
 import numpy as np
 import pytest
@@ -21,112 +20,25 @@ import _trt_doubles
 
 
 @pytest.fixture(autouse=True)
-def cuda_doubles(monkeypatch, request):
-    """The CUDA/NVML doubles, except for the real-TensorRT tests."""
+def machine(monkeypatch, request):
+    """The strict doubles of tests/doubles/ (TensorRT of one generation, CUDA, NVML), except for the real-TensorRT
+    tests; call `machine(trt_version=..., **settings)` to switch the simulated machine. Returns its state."""
     if "tensorrt" in request.keywords:
-        yield
+        yield None
         return
-    _trt_doubles.install(monkeypatch)
-    yield
+
+    def install(**kw):
+        return _trt_doubles.install(monkeypatch, **kw)
+
+    install()
+    yield install
     _trt_doubles.uninstall()
 
 
-def fake_trt(version: str, builder_flags: bool = True, strongly_typed: bool = True, dla_cores: int = 0):
-    """A tensorrt-shaped module that records every builder call into `trt.calls`."""
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-    calls: list = []
-    trt.calls = calls
-    flags = dict(FP16="FP16", GPU_FALLBACK="GPU_FALLBACK")
-    if builder_flags:
-        flags["INT8"] = "INT8"
-    trt.BuilderFlag = types.SimpleNamespace(**flags)
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(
-        EXPLICIT_BATCH=0, **({"STRONGLY_TYPED": 1} if strongly_typed else {}))
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
-    trt.DeviceType = types.SimpleNamespace(DLA="DLA", GPU="GPU")
+def trt_module():
+    import tensorrt
 
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            pass
-
-    trt.Logger = Logger
-    if builder_flags:
-        class IInt8EntropyCalibrator2:
-            def __init__(self):
-                pass
-
-        trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
-
-    class Profile:
-        def set_shape(self, name, lo, opt, hi):
-            calls.append(("profile", name, lo, opt, hi))
-
-    class TimingCache:
-        def serialize(self):
-            return b"timing"
-
-    class Config:
-        def set_memory_pool_limit(self, pool, size):
-            calls.append(("workspace", size))
-
-        def add_optimization_profile(self, p):
-            calls.append(("add_profile",))
-
-        def set_flag(self, f):
-            calls.append(("flag", f))
-
-        def set_calibration_profile(self, p):
-            calls.append(("calibration_profile",))
-
-        def create_timing_cache(self, data):
-            calls.append(("timing_cache_in", data))
-            return TimingCache()
-
-        def set_timing_cache(self, cache, ignore):
-            calls.append(("set_timing_cache",))
-
-        def get_timing_cache(self):
-            return TimingCache()
-
-        def __setattr__(self, k, v):
-            calls.append(("set", k, type(v).__name__ if k == "int8_calibrator" else v))
-            object.__setattr__(self, k, v)
-
-    class Builder:
-        num_DLA_cores = dla_cores
-
-        def __init__(self, logger):
-            pass
-
-        def create_network(self, f):
-            calls.append(("network_flags", f))
-            return "network"
-
-        def create_builder_config(self):
-            return Config()
-
-        def create_optimization_profile(self):
-            return Profile()
-
-        def build_serialized_network(self, network, config):
-            calls.append(("build",))
-            return b"ENGINE"
-
-    class OnnxParser:
-        num_errors = 0
-
-        def __init__(self, network, logger):
-            pass
-
-        def parse(self, data):
-            calls.append(("parse", len(data)))
-            return True
-
-    trt.Builder, trt.OnnxParser = Builder, OnnxParser
-    return trt
+    return tensorrt
 
 
 def tiny_face_onnx(path, precision="fp32", size=(112, 112), out_rank=2):
@@ -146,100 +58,112 @@ def tiny_face_onnx(path, precision="fp32", size=(112, 112), out_rank=2):
     return path
 
 
-@pytest.mark.parametrize("version,flags,typed,expected", [
-    ("8.6.1", True, False, "builder-flags"),
-    ("10.0.1", True, True, "builder-flags"),
-    ("10.3.0", True, True, "strongly-typed"),   # calibrator + INT8 flag deprecated since 10.1
-    ("11.0.0", False, False, "strongly-typed"),  # flags removed; typing always enforced
+@pytest.mark.parametrize("version,expected", [
+    ("8.6.1", "builder-flags"),
+    ("10.0.1", "builder-flags"),
+    ("10.3.0", "strongly-typed"),  # calibrator + INT8 flag deprecated since 10.1
+    ("11.4.0", "strongly-typed"),  # flags removed; typing always enforced
 ])
-def test_api_generation_choice(version, flags, typed, expected):
-    assert choose_api(fake_trt(version, flags, typed)) == expected
+def test_api_generation_choice(machine, version, expected):
+    machine(trt_version=version)
+    assert choose_api(trt_module()) == expected
 
 
-def test_requesting_missing_api_is_an_error():
+def test_requesting_missing_api_is_an_error(machine):
+    machine(trt_version="11.4.0")
     with pytest.raises(EdgekdError, match="does not offer the builder-flags"):
-        choose_api(fake_trt("11.0.0", False, False), "builder-flags")
+        choose_api(trt_module(), "builder-flags")
 
 
-def test_builder_flags_fp16_calls_and_sidecar(tmp_path):
+def test_builder_flags_fp16_calls_and_sidecar(tmp_path, machine):
+    state = machine(trt_version="8.6.1")
     onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
-    trt = fake_trt("8.6.1", True, False)
-    side = build_engine(onnx_path, tmp_path / "m.fp16.engine", "fp16", (1, 8, 37), 512, tmp_path / "tc", trt=trt)
-    assert ("network_flags", 1) in trt.calls  # EXPLICIT_BATCH on 8.x
-    assert ("flag", "FP16") in trt.calls and ("flag", "INT8") not in trt.calls
-    assert ("profile", "input", (1, 3, 112, 112), (8, 3, 112, 112), (37, 3, 112, 112)) in trt.calls
-    assert ("workspace", 512 << 20) in trt.calls
-    assert (tmp_path / "m.fp16.engine").read_bytes() == b"ENGINE"
-    assert (tmp_path / "tc").read_bytes() == b"timing"
+    side = build_engine(onnx_path, tmp_path / "m.fp16.engine", "fp16", (1, 8, 37), 512, tmp_path / "tc")
+    (b,) = state.builds
+    assert b["network_flags"] == 1  # EXPLICIT_BATCH on 8.x
+    assert "FP16" in b["flags"] and "INT8" not in b["flags"] and b["header"]["precision"] == "fp16"
+    assert b["header"]["profile"] == [[1, 3, 112, 112], [8, 3, 112, 112], [37, 3, 112, 112]]
+    assert b["workspace"] == 512 << 20 and b["timing_cache"]
+    assert (tmp_path / "m.fp16.engine").read_bytes().startswith(b"FAKE-TRT-ENGINE")
+    assert (tmp_path / "tc").read_bytes().startswith(b"FAKE-TIMING-CACHE 8.6.1|")
     written = json.loads((tmp_path / "m.fp16.engine.json").read_text())
     for key in ("tensorrt_version", "cuda_version", "driver_version", "gpu_name", "compute_capability", "jetpack",
                 "precision", "profile", "calib_sha256", "onnx_sha256", "build_seconds", "engine_bytes", "api_path",
                 "model", "method", "preprocess", "embedding_size"):
         assert key in written, key
-    assert written == side and side["api_path"] == "builder-flags" and side["engine_bytes"] == 6
+    assert written == side and side["api_path"] == "builder-flags"
+    assert side["engine_bytes"] == (tmp_path / "m.fp16.engine").stat().st_size
     assert side["profile"]["max"] == [37, 3, 112, 112] and side["model"] == "tiny"
 
 
-def test_builder_flags_int8_uses_calibrator(tmp_path):
+def test_builder_flags_int8_uses_calibrator(tmp_path, machine):
     from edgekd.export.calib import make_calib, open_calib
 
+    state = machine(trt_version="8.6.1")
     make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
     calib = open_calib(tmp_path / "calib", ARCFACE)
     onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
-    trt = fake_trt("8.6.1", True, False)
-    side = build_engine(onnx_path, tmp_path / "m.int8.engine", "int8", calib=calib, calib_cache=tmp_path / "c", trt=trt)
-    assert ("flag", "INT8") in trt.calls and ("calibration_profile",) in trt.calls
-    assert ("set", "int8_calibrator", "EntropyCalibrator") in trt.calls
-    assert side["calib_sha256"] == calib.sha256
+    side = build_engine(onnx_path, tmp_path / "m.int8.engine", "int8", calib=calib, calib_cache=tmp_path / "c")
+    (b,) = state.builds
+    assert "INT8" in b["flags"] and b["header"]["int8_scales"] == "calibrated"
+    assert side["calib_sha256"] == calib.sha256 and (tmp_path / "c").is_file()
     with pytest.raises(EdgekdError, match="--calib"):
-        build_engine(onnx_path, tmp_path / "x.engine", "int8", trt=fake_trt("8.6.1", True, False))
+        build_engine(onnx_path, tmp_path / "x.engine", "int8")
 
 
-def test_strongly_typed_takes_precision_from_graph(tmp_path):
-    trt = fake_trt("10.3.0")
+def test_strongly_typed_takes_precision_from_graph(tmp_path, machine):
+    state = machine(trt_version="10.3.0")
     with pytest.raises(EdgekdError, match="strongly typed fp16 build"):
-        build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", trt=trt)
+        build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16")
     assert not (tmp_path / "m.engine").exists()
-    side = build_engine(tiny_face_onnx(tmp_path / "h.onnx", "fp16"), tmp_path / "h.engine", trt=trt)  # graph's own
-    assert ("network_flags", 2) in trt.calls  # STRONGLY_TYPED, no EXPLICIT_BATCH on 10.x
-    assert not any(c[0] == "flag" for c in trt.calls)
+    half = tiny_face_onnx(tmp_path / "h.onnx", "fp16")
+    from edgekd.export.fp16 import convert_fp16
+
+    convert_fp16(half, half)
+    side = build_engine(half, tmp_path / "h.engine")  # the graph's own precision
+    (b,) = state.builds
+    assert b["network_flags"] == 2  # STRONGLY_TYPED, no EXPLICIT_BATCH on 10.x
+    assert not {"FP16", "INT8"} & set(b["flags"]) and b["header"]["precision"] == "fp16"
     assert side["api_path"] == "strongly-typed" and side["precision"] == "fp16"
 
 
-def test_dla_core_needs_a_dla(tmp_path):
+def test_dla_core_needs_a_dla(tmp_path, machine):
+    machine(trt_version="8.6.1")
     with pytest.raises(EdgekdError, match="DLA core 0"):
-        build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", dla_core=0,
-                     trt=fake_trt("8.6.1", True, False))
-    trt = fake_trt("8.6.1", True, False, dla_cores=2)
-    build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16", dla_core=1, trt=trt)
-    assert ("set", "DLA_core", 1) in trt.calls and ("flag", "GPU_FALLBACK") in trt.calls
+        build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", dla_core=0)
+    state = machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
+    build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16", dla_core=1)
+    (b,) = state.builds
+    assert b["header"]["dla_core"] == 1 and "GPU_FALLBACK" in b["flags"]
 
 
-def test_not_a_face_onnx_is_refused(tmp_path):
+def test_not_a_face_onnx_is_refused(tmp_path, machine):
+    machine(trt_version="8.6.1")
     for bad in (tiny_face_onnx(tmp_path / "a.onnx", size=(64, 64)), tiny_face_onnx(tmp_path / "b.onnx", out_rank=3)):
         with pytest.raises(EdgekdError, match="not a face model"):
-            build_engine(bad, tmp_path / "x.engine", "fp16", trt=fake_trt("8.6.1", True, False))
+            build_engine(bad, tmp_path / "x.engine", "fp16")
     (tmp_path / "c.onnx").write_bytes(b"not onnx at all")
     with pytest.raises(EdgekdError, match="not a readable ONNX"):
-        build_engine(tmp_path / "c.onnx", tmp_path / "x.engine", "fp16", trt=fake_trt("8.6.1", True, False))
+        build_engine(tmp_path / "c.onnx", tmp_path / "x.engine", "fp16")
     assert not (tmp_path / "x.engine").exists()
 
 
-def test_unsupported_op_reported_before_build(tmp_path):
+def test_unsupported_op_reported_before_build(tmp_path, machine):
+    state = machine(trt_version="8.6.1")
     m = graph.load(tiny_face_onnx(tmp_path / "m.onnx"))
     m.graph.node[0].op_type = "Col2Im"
     graph.save(m, tmp_path / "m.onnx")
-    trt = fake_trt("8.6.1", True, False)
     with pytest.raises(EdgekdError, match="Col2Im"):
-        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16", trt=trt)
-    assert ("build",) not in trt.calls
+        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16")
+    assert not state.builds
 
 
-def test_sidecar_mismatch_refused_by_eval_checker(tmp_path):
+def test_sidecar_mismatch_refused_by_eval_checker(tmp_path, machine):
     from edgekd.runtime.tensorrt.sidecar import check_sidecar, read_sidecar
 
+    machine(trt_version="8.6.1")
     engine = tmp_path / "m.fp16.engine"
-    build_engine(tiny_face_onnx(tmp_path / "m.onnx"), engine, "fp16", trt=fake_trt("8.6.1", True, False))
+    build_engine(tiny_face_onnx(tmp_path / "m.onnx"), engine, "fp16")
     side = read_sidecar(engine)
     assert side["gpu_name"] == "NVIDIA GeForce RTX 4090" and side["compute_capability"] == "8.9"  # CUDA device 0
     orin = {"gpu_name": "NVIDIA Jetson Orin Nano", "compute_capability": "8.7"}
@@ -251,15 +175,15 @@ def test_sidecar_mismatch_refused_by_eval_checker(tmp_path):
         check_sidecar(side, engine, "8.6.1", {"gpu_name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"})
 
 
-def test_dla_build_is_static_fp16(tmp_path):
+def test_dla_build_is_static_fp16(tmp_path, machine):
     """Defect 5 (issue 11), builder side: DLA needs min = opt = max and FP16/INT8; FP32 on DLA is refused."""
-    trt = fake_trt("8.6.1", True, False, dla_cores=2)
-    side = build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", (1, 8, 64), dla_core=1,
-                        trt=trt)
-    assert ("profile", "input", (8, 3, 112, 112), (8, 3, 112, 112), (8, 3, 112, 112)) in trt.calls
-    assert ("flag", "FP16") in trt.calls and ("set", "DLA_core", 1) in trt.calls and side["dla_core"] == 1
+    state = machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
+    side = build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", (1, 8, 64), dla_core=1)
+    (b,) = state.builds
+    assert b["header"]["profile"] == [[8, 3, 112, 112]] * 3 and not b["header"]["gpu_fallback_layers"]
+    assert "FP16" in b["flags"] and b["header"]["dla_core"] == 1 and side["dla_core"] == 1
     with pytest.raises(EdgekdError, match="DLA runs fp16 or int8 only"):
-        build_engine(tmp_path / "m.onnx", tmp_path / "f.engine", "fp32", dla_core=0, trt=trt)
+        build_engine(tmp_path / "m.onnx", tmp_path / "f.engine", "fp32", dla_core=0)
 
 
 def test_print_trtexec_without_tensorrt_exits_0(tmp_path, monkeypatch):
@@ -284,12 +208,16 @@ def test_print_trtexec_without_tensorrt_exits_0(tmp_path, monkeypatch):
 
 
 def test_trtexec_line():
-    line = trtexec_command("m.onnx", "m.int8.engine", "input", (112, 112), "int8", (1, 8, 37), 1024, "tc", "c.cache", 0)
-    for part in ("--onnx=m.onnx", "--saveEngine=m.int8.engine", "--minShapes=input:8x3x112x112",
+    line = trtexec_command("m.int8-gated.onnx", "m.int8.engine", "input", (112, 112), "int8", (1, 8, 37), 1024, "tc",
+                           0, qdq=True)
+    for part in ("--onnx=m.int8-gated.onnx", "--saveEngine=m.int8.engine", "--minShapes=input:8x3x112x112",
                  "--optShapes=input:8x3x112x112", "--maxShapes=input:8x3x112x112", "--fp16", "--int8",
-                 "--calib=c.cache", "--memPoolSize=workspace:1024M", "--timingCacheFile=tc", "--useDLACore=0",
+                 "--memPoolSize=workspace:1024M", "--timingCacheFile=tc", "--useDLACore=0",
                  "--allowGPUFallback"):  # DLA: static shape (defect 5 of issue 11)
         assert part in line.split(), part
+    assert "--calib" not in line
+    with pytest.raises(EdgekdError, match="needs the Q/DQ ONNX"):
+        trtexec_command("m.onnx", "m.int8.engine", "input", (112, 112), "int8")
     gpu = trtexec_command("m.onnx", "e", "input", (112, 112), "fp16", (1, 8, 37))
     assert "--minShapes=input:1x3x112x112" in gpu and "--maxShapes=input:37x3x112x112" in gpu
     typed = trtexec_command("m.fp16.onnx", "e", "input", (112, 96), "fp16", strongly_typed=True)
@@ -324,20 +252,20 @@ def test_real_engine_matches_onnx(tmp_path):
     build_and_compare_with_onnx(tmp_path, tmp_path / "m.onnx", report["artifacts"]["fp16"]["path"])
 
 
-def test_build_from_onnx_paths_and_fixed_batch(tmp_path, capsys):
+def test_build_from_onnx_paths_and_fixed_batch(tmp_path, capsys, machine):
     from edgekd.export.run import build_from_onnx
 
+    machine(trt_version="10.3.0")
     onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
     typed = tiny_face_onnx(tmp_path / "m.fp16.onnx", "fp16")
-    side = build_from_onnx(onnx_path, "fp16", typed_onnx=typed, engines_dir=tmp_path / "e", show_trtexec=True,
-                           trt=fake_trt("10.3.0"))
+    side = build_from_onnx(onnx_path, "fp16", typed_onnx=typed, engines_dir=tmp_path / "e", show_trtexec=True)
     assert side["onnx"] == str(typed) and (tmp_path / "e" / "m.fp16.engine").is_file()
     assert "--stronglyTyped" in capsys.readouterr().out
     m = graph.load(onnx_path)
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
     graph.save(m, tmp_path / "fixed.onnx")
     with pytest.raises(EdgekdError, match="batch is fixed at 1"):
-        build_from_onnx(tmp_path / "fixed.onnx", "fp16", engines_dir=tmp_path / "e", trt=fake_trt("8.6.1", True, False))
+        build_from_onnx(tmp_path / "fixed.onnx", "fp16", engines_dir=tmp_path / "e")
 
 
 def test_op_check_flags_asymmetric_qdq_and_opset():
@@ -352,3 +280,50 @@ def test_op_check_flags_asymmetric_qdq_and_opset():
     r = check_trt_ops(helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]))
     assert not r["ok"] and any("non-zero zero point" in p for p in r["problems"])
     assert any("opset 21" in p for p in r["problems"]) and not r["unsupported"]
+
+
+def _trtexec_lines(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.strip().startswith("trtexec ")]
+
+
+@pytest.mark.parametrize("given", ["nothing", "calib", "qdq"])
+def test_issue19_item_2_int8_trtexec_lines_never_use_placeholder_scales(tmp_path, monkeypatch, given):
+    """Item 2: `edgekd build --precision int8 --print-trtexec` printed `--fp16 --int8 --calib=<cache>` naming a
+    cache that exists only after a Python build: trtexec then calibrates with placeholder scales (wrong embeddings,
+    no warning) and ignored the Q/DQ file. Now INT8 lines take the Q/DQ graph (given, gated, or quantized from
+    --calib), or are not printed, with the reason; every printed line is checked with the trtexec double."""
+    import sys
+
+    from click.testing import CliRunner
+
+    import trtexec
+    from edgekd.cli import cli
+    from edgekd.export.calib import make_calib
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    onnx_path = _trt_doubles.tiny_conv_face_onnx(tmp_path / "m.onnx")
+    args = ["build", "--onnx", str(onnx_path), "--precision", "int8", "--print-trtexec",
+            "--out", str(tmp_path / "m.int8.engine")]
+    if given == "calib":
+        make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
+        args += ["--calib", str(tmp_path / "calib")]
+    if given == "qdq":
+        from edgekd.export.calib import open_calib
+        from edgekd.export.int8 import quantize_int8
+
+        make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
+        quantize_int8(onnx_path, tmp_path / "m.int8-gated.onnx", open_calib(tmp_path / "calib", ARCFACE))
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    lines = _trtexec_lines(res.output)
+    assert "--calib=" not in res.output
+    if given == "nothing":
+        assert not lines and "no INT8 trtexec line" in res.output and "placeholder" in res.output
+        return
+    assert len(lines) == 2
+    flags_line, typed_line = lines
+    for line, majors in ((flags_line, (8, 10)), (typed_line, (10, 11))):
+        for major in majors:
+            r = trtexec.run(line, major)
+            assert r["ok"] and r["int8_scales"] == "qdq", (line, major, r)
+    assert ("m.int8-minmax.onnx" if given == "calib" else "m.int8-gated.onnx") in typed_line

@@ -82,7 +82,7 @@ def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, cali
             from edgekd.export.run import engine_path, print_trtexec as show
 
             show(fp32, typed if typed.is_file() else None, engine_path(fp32, precision), precision, _profile(profile),
-                 workspace_mib, timing_cache or fp32.parent / ".timing_cache", None, dla_core)
+                 workspace_mib, timing_cache or fp32.parent / ".timing_cache", dla_core)
             return
         build_from_onnx(fp32, precision, None, typed if typed.is_file() else None, calib, _profile(profile),
                         workspace_mib, timing_cache, dla_core, api, print_trtexec, engines_dir=fp32.parent)

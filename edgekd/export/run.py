@@ -186,43 +186,75 @@ def engine_path(onnx: Path, precision: str) -> Path:
 
 
 def print_trtexec(onnx: Path, typed_onnx: Path | None, engine: Path, precision: str, profile, workspace_mib,
-                  timing_cache, calib_cache, dla_core, log=print) -> None:
-    """The trtexec lines for both API generations (which one applies depends on the installed TensorRT)."""
+                  timing_cache, dla_core, log=print) -> None:
+    """The trtexec lines for both API generations (which one applies depends on the installed TensorRT).
+
+    INT8 lines take the Q/DQ graph only: trtexec's --int8 on a graph without Q/DQ nodes and without a calibration
+    cache sets placeholder scales (a fast engine with meaningless embeddings, NVIDIA/TensorRT#2322), so where no
+    Q/DQ file exists or can be made no INT8 line is printed, with the reason."""
     from edgekd.export.trtexec import trtexec_command
     from edgekd.preprocess import Preprocess
 
     meta = graph.read_metadata(graph.load(onnx))
     name, _ = graph.input_spec(graph.load(onnx))
-    size = Preprocess.from_dict(meta["preprocess"]).input_size if "preprocess" in meta else (112, 112)
+    size = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else None
+    size = size.input_size if size else (112, 112)
     common = dict(input_size=size, precision=precision, profile=profile, workspace_mib=workspace_mib,
                   timing_cache=timing_cache, dla_core=dla_core)
-    log("trtexec, TensorRT 8.6/10.0 (builder flags):\n  " +
-        trtexec_command(onnx, engine, name, calib_cache=calib_cache, **common))
     typed = graph.read_metadata(graph.load(typed_onnx)).get("precision", "fp32") if typed_onnx else None
+    if precision == "int8" and typed != "int8":
+        log("(no INT8 trtexec line: without a Q/DQ ONNX trtexec would calibrate with placeholder scales, giving "
+            "wrong embeddings; pass --calib calib/NAME (a Q/DQ file is made from it) or the Q/DQ file written by "
+            "`edgekd export --calib`)")
+        return
+    flags_src = typed_onnx if precision == "int8" else onnx  # builder flags take the Q/DQ graph too
+    log("trtexec, TensorRT 8.6/10.0 (builder flags):\n  " +
+        trtexec_command(flags_src, engine, name, qdq=precision == "int8", **common))
     if typed == precision:
-        log("trtexec, TensorRT >= 10.1 (strongly typed):\n  " +
+        log("trtexec, TensorRT >= 10.1 and 11.x (strongly typed):\n  " +
             trtexec_command(typed_onnx, engine, name, strongly_typed=True, **common))
     else:
         log(f"(no strongly typed trtexec line: it needs the {precision} ONNX written by `edgekd export`)")
 
 
+def qdq_from_calib(onnx: Path, calib_set, folder: Path, log=print) -> Path:
+    """The Q/DQ graph of `onnx` quantized with the exporter's quantizer (minmax) from `calib_set`, written into
+    `folder` (reused when it exists for the same calibration set): what an INT8 build takes on every TensorRT
+    generation, in place of a TensorRT calibrator."""
+    from edgekd.artifacts import Variant, onnx_path
+    from edgekd.export.int8 import Int8Quantizer
+
+    dst = onnx_path(Path(folder) / onnx.name, Variant("int8", "minmax"))
+    if dst.is_file() and graph.read_metadata(graph.load(dst)).get("calib") == calib_set.sha256:
+        log(f"INT8: using {dst} (Q/DQ from {calib_set.root})")
+        return dst
+    with Int8Quantizer(onnx, calib_set) as q:
+        log(f"INT8: Q/DQ file {dst} (minmax calibration on {calib_set.root}, {q.count} faces)")
+        q.write(dst, "minmax")
+    return dst
+
+
 def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None, profile=(1, 8, 64),
                     workspace_mib: int = 2048, timing_cache=None, dla_core: int | None = None, api: str = "auto",
                     show_trtexec: bool = False, engines_dir="engines", log=print, trt=None) -> dict | None:
-    """Build one engine (default `engines_dir/NAME.PRECISION.engine`). `onnx` is the FP32 graph (builder-flags path); `typed_onnx` the FP16 / Q/DQ graph that a
-    strongly typed build needs (defaults to `onnx` itself, e.g. when `edgekd build` is given the FP16 file).
-    With `show_trtexec` on a host without the tensorrt module: prints the trtexec lines and returns None."""
+    """Build one engine (default `engines_dir/NAME.PRECISION.engine`). `onnx` is the FP32 graph (builder-flags path);
+    `typed_onnx` the FP16 / Q/DQ graph that a strongly typed build needs (defaults to `onnx` itself, e.g. when
+    `edgekd build` is given the FP16 file). INT8 always builds from a Q/DQ graph: `typed_onnx`, the accuracy-gated
+    file beside `onnx`, or one quantized here from `calib` (every TensorRT generation builds it; 11.x has no
+    calibrator). With `show_trtexec` on a host without the tensorrt module: prints the trtexec lines and returns
+    None."""
+    from edgekd.artifacts import Variant, engine_path as engine_name, onnx_path
     from edgekd.export.calib import open_calib
     from edgekd.export.tensorrt_build import build_engine, choose_api
     from edgekd.preprocess import Preprocess
 
     onnx = Path(onnx)
-    gated = artifact_path(onnx, "int8", "gated")
+    gated = onnx_path(onnx, Variant("int8", "gated"))
     if precision == "int8" and not typed_onnx and gated.is_file():  # the accuracy-gated Q/DQ file, not a calibrator
         typed_onnx = gated
         log(f"INT8: using the accuracy-gated Q/DQ file {gated}")
     typed_onnx = Path(typed_onnx) if typed_onnx else onnx
-    engine = Path(out) if out else engine_path(Path(engines_dir) / onnx.name, precision)
+    engine = Path(out) if out else engine_name(onnx, precision, engines_dir)
     model = graph.load(onnx)
     meta = graph.read_metadata(model)
     pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else None
@@ -232,10 +264,12 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
                           "`edgekd export` (dynamic batch) or pass --profile {0},{0},{0}".replace("{0}", str(dims[0])))
     calib_set = open_calib(calib, pre) if calib else None
     timing_cache = Path(timing_cache) if timing_cache else engine.parent / ".timing_cache"
-    calib_cache = Path(f"{engine}.calib-{calib_set.sha256[:12]}.cache") if calib_set else None
+    qdq = precision == "int8" and graph.read_metadata(graph.load(typed_onnx)).get("precision") == "int8"
+    if precision == "int8" and not qdq and calib_set is not None:
+        check_writable_dir(engine.parent)
+        typed_onnx, qdq = qdq_from_calib(onnx, calib_set, engine.parent, log), True
     if show_trtexec:
-        print_trtexec(onnx, typed_onnx, engine, precision, profile, workspace_mib, timing_cache, calib_cache,
-                      dla_core, log)
+        print_trtexec(onnx, typed_onnx, engine, precision, profile, workspace_mib, timing_cache, dla_core, log)
     if trt is None:
         from edgekd.runtime.tensorrt import INSTALL_HINT, import_tensorrt, tensorrt_installed
 
@@ -246,14 +280,15 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
             raise EdgekdError(f"{engine}: cannot build: the tensorrt Python package is not installed "
                               f"({INSTALL_HINT}); --print-trtexec prints the equivalent trtexec command")
         trt = import_tensorrt()
+    if precision == "int8" and not qdq:
+        raise EdgekdError(f"{onnx}: an INT8 engine needs a Q/DQ ONNX: pass --calib calib/NAME (one is quantized "
+                          "from it) or the Q/DQ file written by `edgekd export --calib`")
     check_writable_dir(engine.parent)
     engine.parent.mkdir(parents=True, exist_ok=True)
     path = choose_api(trt, api)
-    qdq = precision == "int8" and graph.read_metadata(graph.load(typed_onnx)).get("precision") == "int8"
     src = typed_onnx if path == "strongly-typed" or qdq else onnx  # builder-flags builds take Q/DQ graphs too
     log(f"TensorRT {trt.__version__}: {path} build of {src} -> {engine}")
-    side = build_engine(src, engine, precision, profile, workspace_mib, timing_cache, dla_core,
-                        calib_set if path == "builder-flags" else None, calib_cache, path, trt)
+    side = build_engine(src, engine, precision, profile, workspace_mib, timing_cache, dla_core, api=path, trt=trt)
     log(f"{engine}: {side['engine_bytes']} bytes in {side['build_seconds']:.1f} s ({side['api_path']}); "
         f"sidecar {engine}.json")
     return side
