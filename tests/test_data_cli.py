@@ -28,7 +28,7 @@ def test_pack_folder_then_info(tmp_path):
     src = open_dataset(tmp_path / "src")
     np.testing.assert_array_equal(ds[4][0], src[4][0])  # JPEG bytes copied, not re-encoded
     r = run("info", tmp_path / "rec")
-    assert r.exit_code == 0 and "RecordFaces, 6 images 112x112, 2 identities (3-3 images each)" in r.output
+    assert r.exit_code == 0 and "RecordFaces, 6 images 112x112 (all decoded), 2 identities (3-3 images each)" in r.output
     r = run("pack", tmp_path / "src", tmp_path / "rec")
     assert r.exit_code == 1 and "already exists" in r.output
 
@@ -37,7 +37,7 @@ def test_pack_synthetic_spec_and_info(tmp_path):
     r = run("pack", "synthetic:3x2", tmp_path / "s")
     assert r.exit_code == 0, r.output
     r = run("info", "synthetic:3x2")
-    assert "SyntheticFaces, 6 images 112x112, 3 identities" in r.output
+    assert "SyntheticFaces, 6 images 112x112 (all decoded), 3 identities" in r.output
 
 
 def test_pack_pairs_and_info(tmp_path):
@@ -52,7 +52,7 @@ def test_pack_pairs_and_info(tmp_path):
     assert "2 pairs (1 same), 4 images" in r.output
     assert load_verification(tmp_path / "lfw.bin").issame.tolist() == [True, False]
     r = run("info", tmp_path / "lfw.bin")
-    assert r.exit_code == 0 and "2 pairs (1 same), 4 images 112x112" in r.output and "not divisible" in r.output
+    assert r.exit_code == 0 and "2 pairs (1 same), 4 images 112x112 (all decoded)" in r.output and "not divisible" in r.output
 
 
 def test_align_command(tmp_path):

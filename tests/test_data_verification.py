@@ -148,7 +148,7 @@ def test_corrupt_jpeg_in_bin(tmp_path):
 
 def test_wrong_size_image_and_resize(tmp_path):
     big = np.zeros((150, 150, 3), np.uint8)
-    write_bin(tmp_path / "s.bin", [encode_jpeg(big)] * 2, [True])
+    write_bin(tmp_path / "s.bin", [encode_jpeg(big), encode_jpeg(big + 9)], [True])
     with pytest.raises(EdgekdError, match=r"s\.bin\[image 0\]: image is 150x150, expected an aligned 112x112 face"):
         load_verification(tmp_path / "s.bin").image(0)
     import edgekd.data.image as image_mod

@@ -83,19 +83,25 @@ def info(path, images_root):
     import numpy as np
 
     from edgekd.data import load_verification, open_dataset
+    from edgekd.data.datasets import scan_images
 
     p = Path(path)
     if p.suffix == ".bin" or p.name.startswith("pairs") and p.suffix == ".txt":
         v = load_verification(p, images_root=images_root)
-        img = v.image(0)
+        sizes, read = scan_images(v.num_images, v.image)
         counts = np.bincount(v.folds)
         click.echo(f"{p}: verification set, {len(v)} pairs ({int(v.issame.sum())} same), {v.num_images} images "
-                   f"{img.shape[0]}x{img.shape[1]}, {len(counts)} folds of {counts.min()}-{counts.max()} pairs, sha256 {v.sha256}")
+                   f"{'/'.join(sizes)} ({_decoded(read, v.num_images)}), {len(counts)} folds of "
+                   f"{counts.min()}-{counts.max()} pairs, sha256 {v.sha256}")
         if v.note:
             click.echo(f"note: {v.note}")
         return
     ds = open_dataset(path)
     per = np.bincount(ds.labels)
-    img, _ = ds[0]
-    click.echo(f"{ds.source}: {type(ds).__name__}, {len(ds)} images {img.shape[0]}x{img.shape[1]}, "
+    sizes, read = scan_images(len(ds), lambda i: ds[i][0])
+    click.echo(f"{ds.source}: {type(ds).__name__}, {len(ds)} images {'/'.join(sizes)} ({_decoded(read, len(ds))}), "
                f"{ds.num_classes} identities ({per.min()}-{per.max()} images each)")
+
+
+def _decoded(read: int, total: int) -> str:
+    return "all decoded" if read == total else f"{read:,} of {total:,} decoded, evenly spaced"

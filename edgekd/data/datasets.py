@@ -82,11 +82,17 @@ def folder_dataset(root: Path, identities=None, size=FACE_SIZE, resize=False) ->
 
 
 def label_list_dataset(label_txt: Path, identities=None, size=FACE_SIZE, resize=False) -> FileFaces:
-    """insightface label list: lines `relative/path.jpg<TAB>label`, paths relative to the list's folder."""
+    """insightface label list: lines `relative/path.jpg<TAB>label`, paths relative to the list's folder.
+
+    A path that resolves outside that folder (`../../etc/passwd`, an absolute path, a symlink out) and an image
+    listed twice are errors: a copy would pair an image with itself as a genuine pair (all-pairs) or weigh it twice.
+    A UTF-8 byte-order mark is skipped."""
     want = _wanted(identities)
     files, labels = [], []
+    seen: dict[Path, int] = {}
+    root = label_txt.parent.resolve()
     try:
-        lines = label_txt.read_text().splitlines()
+        lines = label_txt.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise EdgekdError(f"{label_txt}: cannot read label list ({e})") from None
     for n, line in enumerate(lines, 1):
@@ -99,11 +105,27 @@ def label_list_dataset(label_txt: Path, identities=None, size=FACE_SIZE, resize=
         if not want(label):
             continue
         path = label_txt.parent / parts[0].strip()
+        real = inside(root, path, f"{label_txt}:{n}")
+        if real in seen:
+            raise EdgekdError(f"{label_txt}:{n}: image {parts[0].strip()} is listed again (first on line {seen[real]})")
+        seen[real] = n
         if not path.is_file():
             raise EdgekdError(f"{label_txt}:{n}: image {path} does not exist")
         files.append(path)
         labels.append(label)
     return FileFaces(str(label_txt), files, labels, size, resize)
+
+
+def inside(root: Path, path: Path, where: str) -> Path:
+    """`path` resolved (symlinks followed), refused unless it lies inside the already resolved `root`: a dataset
+    file names files of its own dataset, never others of the machine."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop, a name too long
+        raise EdgekdError(f"{where}: cannot resolve {path} ({getattr(e, 'strerror', None) or e})") from None
+    if real != root and root not in real.parents:
+        raise EdgekdError(f"{where}: {path} lies outside the dataset folder {root} (refused)")
+    return real
 
 
 class RecordFaces:
@@ -232,6 +254,17 @@ def open_dataset(path_or_spec: str | os.PathLike, resize: bool = False, identiti
             return label_list_dataset(path / "label.txt", identities, size or FACE_SIZE, resize)
         return folder_dataset(path, identities, size or FACE_SIZE, resize)
     raise EdgekdError(f"{path}: not a dataset (expected a .rec/.idx, label.txt, a folder per identity or synthetic:AxB)")
+
+
+SCAN_LIMIT = 20_000  # `data info` decodes every image of a set up to this many, else this many evenly spaced
+
+
+def scan_images(n: int, load, limit: int = SCAN_LIMIT) -> tuple[list[str], int]:
+    """Decode images 0..n-1 through `load(i)` (every one, or `limit` evenly spaced): a description is only as true
+    as what was read, so an empty file or a 1x1 image among them is found here. -> (distinct HxW, number read)."""
+    picks = range(n) if n <= limit else np.linspace(0, n - 1, limit).astype(np.int64)
+    sizes = {tuple(load(int(i)).shape[:2]) for i in picks}
+    return [f"{h}x{w}" for h, w in sorted(sizes)], len(picks)
 
 
 def encoded_image(ds: FaceDataset, i: int, img: np.ndarray) -> bytes:

@@ -61,6 +61,7 @@ class RecordReader:
             lines = self.idx.read_text(errors="replace").splitlines()
         except OSError as e:
             raise EdgekdError(f"{self.idx}: cannot read ({e.strerror or e})") from e
+        first_line: dict[int, int] = {}
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -69,6 +70,9 @@ class RecordReader:
                 key, off = int(parts[0]), int(parts[1])
             except (ValueError, IndexError):
                 raise EdgekdError(f"{self.idx}:{n}: malformed index line {line[:60]!r} (expected 'key<TAB>offset')") from None
+            if key in self.offsets:  # a dict would keep the last offset and drop a record without a word
+                raise EdgekdError(f"{self.idx}:{n}: key {key} is listed again (first on line {first_line[key]})")
+            first_line[key] = n
             if off < 0 or off + 8 > self.size:
                 raise EdgekdError(f"{self.idx}:{n}: key {key} points to offset {off}, past the end of {self.rec.name} ({self.size} bytes)")
             self.offsets[key] = off

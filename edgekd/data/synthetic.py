@@ -89,6 +89,9 @@ def render(p: dict, rng: np.random.Generator, size=FACE_SIZE) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+MAX_IMAGES = 10_000_000
+
+
 class SyntheticFaces:
     """`num_identities` x `images_per_identity` rendered faces (112x112 RGB), a pure function of (seed, index).
 
@@ -98,6 +101,9 @@ class SyntheticFaces:
     def __init__(self, num_identities: int, images_per_identity: int, seed: int = 0, size=FACE_SIZE):
         if num_identities < 1 or images_per_identity < 1:
             raise EdgekdError(f"synthetic:{num_identities}x{images_per_identity}: needs at least 1 identity and 1 image each")
+        if num_identities * images_per_identity > MAX_IMAGES:  # labels and names are allocated up front
+            raise EdgekdError(f"synthetic:{num_identities}x{images_per_identity}: "
+                              f"{num_identities * images_per_identity:,} images, more than the {MAX_IMAGES:,} allowed")
         self.num_identities, self.per_id, self.seed, self.size = num_identities, images_per_identity, seed, tuple(size)
         self.source = f"synthetic:{num_identities}x{images_per_identity}:{seed}"
         self.num_classes = num_identities

@@ -153,6 +153,9 @@ def write_bin(path: str | os.PathLike, images: Sequence[bytes], issame: Sequence
 
 def _load_bin(path: Path, resize: bool, size) -> VerificationSet:
     blobs, issame = read_bin(path)
+    ids: dict[bytes, int] = {}  # equal image bytes are one image: a .bin repeats an image for every pair using it
+    content = np.asarray([ids.setdefault(hashlib.sha1(b).digest(), len(ids)) for b in blobs], np.int64)
+    check_distinct_pairs(content.reshape(-1, 2), lambda i: f"{path}: pair {i + 1}", lambda i: f"pair {i + 1}")
     folds, note = kfold_ids(len(issame))
     load = lambda k: fit_size(decode_image(blobs[k], f"{path}[image {k}]"), size, f"{path}[image {k}]", resize)
     return VerificationSet(path.stem, path, np.arange(len(blobs)).reshape(-1, 2), issame, folds, len(blobs), load,
@@ -169,7 +172,7 @@ def parse_pairs(pairs_txt: str | os.PathLike) -> tuple[list[tuple[str, int]], np
     """
     pairs_txt = Path(pairs_txt)
     try:
-        lines = pairs_txt.read_text().splitlines()
+        lines = pairs_txt.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is skipped
     except (OSError, UnicodeDecodeError) as e:
         raise EdgekdError(f"{pairs_txt}: cannot read ({e})") from e
     numbered = [(n, line.split()) for n, line in enumerate(lines, 1) if line.strip()]
@@ -177,7 +180,7 @@ def parse_pairs(pairs_txt: str | os.PathLike) -> tuple[list[tuple[str, int]], np
     if numbered and len(numbered[0][1]) == 2 and all(re.fullmatch(r"[0-9]+", t) for t in numbered[0][1]):
         header = tuple(map(int, numbered.pop(0)[1]))
     index: dict[tuple[str, int], int] = {}
-    pairs, issame = [], []
+    pairs, issame, lines_of = [], [], []
     for n, t in numbered:
         try:
             if len(t) == 3:
@@ -191,6 +194,7 @@ def parse_pairs(pairs_txt: str | os.PathLike) -> tuple[list[tuple[str, int]], np
                               "(expected 'name i j' or 'name1 i name2 j')") from None
         pairs.append([index.setdefault(a, len(index)), index.setdefault(b, len(index))])
         issame.append(same)
+        lines_of.append(n)
     if not pairs:
         raise EdgekdError(f"{pairs_txt}: contains no pairs")
     if header is not None:
@@ -200,7 +204,25 @@ def parse_pairs(pairs_txt: str | os.PathLike) -> tuple[list[tuple[str, int]], np
         folds = np.arange(len(pairs)) // (2 * per)
     else:
         folds, _ = kfold_ids(len(pairs))
-    return list(index), np.asarray(pairs, np.int64), np.asarray(issame, bool), folds
+    pairs = np.asarray(pairs, np.int64)
+    check_distinct_pairs(pairs, lambda i: f"{pairs_txt}:{lines_of[i]}", lambda i: f"line {lines_of[i]}")
+    return list(index), pairs, np.asarray(issame, bool), folds
+
+
+def check_distinct_pairs(pairs: np.ndarray, where: Callable[[int], str], name: Callable[[int], str]) -> None:
+    """A pair of an image with itself, or a pair listed twice, is an error, not something to de-duplicate: 40 lines
+    holding 4 distinct pairs scored "100.00 % +- 0.00" over 10 folds, and dropping lines would change the protocol's
+    folds. `where(i)` / `name(i)` locate pair i in the user's file."""
+    same = np.nonzero(pairs[:, 0] == pairs[:, 1])[0]
+    if len(same):
+        raise EdgekdError(f"{where(int(same[0]))}: pairs an image with itself")
+    key = np.sort(pairs, axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    repeat = np.nonzero(first[inverse.ravel()] != np.arange(len(pairs)))[0]
+    if len(repeat):
+        i = int(repeat[0])
+        raise EdgekdError(f"{where(i)}: repeats the pair of {name(int(first[inverse.ravel()[i]]))} "
+                          f"({len(repeat)} repeated pairs in all)")
 
 
 def _image_number(token: str) -> int:
