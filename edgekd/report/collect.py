@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,13 +67,16 @@ def read_results(root: str | Path) -> list[tuple[Path, dict]]:
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(), parse_constant=_no_constant, parse_float=_finite)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise EdgekdError(f"{path}: not valid JSON ({e})") from e
+        except ValueError as e:  # NaN, Infinity, 1e999
+            raise EdgekdError(f"{path}: {e}") from None
         if isinstance(data, dict) and data.get("kind") in RESULT_KINDS:
             if data["kind"] != "pipeline" and not isinstance(data.get("label"), dict):
                 raise EdgekdError(f"{path}: result of kind {data['kind']!r} has no \"label\" object")
             check_fields(data, RESULT_FIELDS, path)
+            check_ranges(data, path)
             out.append((path, data))
     return out
 
@@ -98,6 +102,31 @@ RESULT_FIELDS = {
                   "device_ms": (_TIMES, NULL)}], NULL),
     "data_source": (STR, NULL), "environment_note": (STR, NULL),
 }
+
+
+def _no_constant(name: str):
+    raise ValueError(f"holds {name}, which is not a number (and not valid JSON)")
+
+
+def _finite(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"holds {text}, which overflows to {v}")
+    return v
+
+
+# Fractions in [0, 1] (accuracy 7.5 printed "750.00 ± 7.50") and cosines in [-1, 1], wherever a result holds them.
+_FRACTIONS = ("accuracy_mean", "accuracy_std", "eer", "auc")
+
+
+def check_ranges(r: dict, path: Path) -> None:
+    for where, v in (("", r), ("verification.", r.get("verification") or {})):
+        checks = [(k, v.get(k), 0, 1) for k in _FRACTIONS]
+        checks += [(f"tar_at_far.{k}", x, 0, 1) for k, x in (v.get("tar_at_far") or {}).items()]
+        checks += [(f"reference.{k}", (v.get("reference") or {}).get(k), -1, 1) for k in ("cosine_min", "cosine_mean")]
+        for key, x, lo, hi in checks:
+            if x is not None and not lo <= x <= hi:
+                raise EdgekdError(f"{path}: {where}{key} is {x!r}, outside {lo}..{hi}")
 
 
 def _kind_of(value) -> str | None:
