@@ -147,11 +147,11 @@ def run_device_check(onnx, data, out, *, folds=None, images_root=None, calib=Non
         meta = graph.read_metadata(graph.load(onnx))
         pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else ARCFACE
         gate = (parse_spec(int8_gate), load_gate_data(gate_data, pre, gate_folds))
+    started = time.perf_counter()
+    environment = _engine_environment(trt)  # a CUDA driver too old for the packages stops here, nothing written
     out.mkdir(parents=True, exist_ok=True)
     (out / "engines").mkdir(exist_ok=True)
     precisions = ["fp16"] + (["int8"] if calib or qdq_onnx else [])
-    started = time.perf_counter()
-    environment = _engine_environment(trt)
     log(f"device-check: TensorRT {trt.__version__} on {environment['gpu_name']} ({environment['cuda_binding']}, "
         f"CUDA runtime {environment['cuda_runtime_version'] or '?'}, driver {environment['cuda_driver_version'] or '?'}"
         f"); {len(vset)} pairs from {data}")

@@ -113,3 +113,23 @@ def test_device_check_without_tensorrt_is_one_line(tmp_path, monkeypatch):
                                    "--out", str(tmp_path / "b")])
     assert res.exit_code == 1 and res.output.startswith("Error: ") and "edgekd[trt-cu12]" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+
+
+def test_issue19_item_3_device_check_on_a_too_old_driver_is_one_line(tmp_path, monkeypatch):
+    """Item 3: CUDA 13 packages (cuda-python 13) on a CUDA 12 driver: device-check stops with one line naming the
+    versions and the CUDA 12 extra, before any engine is built."""
+    from click.testing import CliRunner
+
+    from _eval_tiny import make_lfw
+    from edgekd.cli import cli
+
+    doubles.install(monkeypatch, hide=("pycuda",), cuda_runtime=13000, cuda_driver=12040)
+    try:
+        res = CliRunner().invoke(cli, ["device-check", "--onnx", str(doubles.tiny_face_onnx(tmp_path / "m.onnx")),
+                                       "--data", str(make_lfw(tmp_path / "lfw", folds=1, per=2)),
+                                       "--out", str(tmp_path / "b")])
+    finally:
+        doubles.uninstall()
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and len(res.output.strip().splitlines()) == 1
+    assert "CUDA 13.0 runtime" in res.output and "CUDA 12.4" in res.output and "edgekd[trt-cu12]" in res.output
+    assert not (tmp_path / "b").exists()
