@@ -56,6 +56,12 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     if not isinstance(obj, dict) or not _is_state_dict(obj):
         found = f"keys {list(obj)[:5]}" if isinstance(obj, dict) else type(obj).__name__
         raise EdgekdError(f"{path}: no state_dict found (top level holds {found})")
+    if not isinstance(meta.get("model", ""), str) or not isinstance(meta.get("model_kwargs") or {}, dict):
+        raise EdgekdError(f"{path}: edgekd.model must be a model name and edgekd.model_kwargs a mapping, got "
+                          f"{meta.get('model')!r} and {meta.get('model_kwargs')!r}")
+    broken = [k for k, t in obj.items() if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:  # found at load: such a model embeds everything as NaN, and eval would fall back and score 50 %
+        raise EdgekdError(f"{path}: weights hold NaN or infinite values ({len(broken)} tensors, first {broken[0]})")
     return _strip_prefixes(obj), meta
 
 

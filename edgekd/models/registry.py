@@ -59,7 +59,7 @@ def aliases() -> dict[str, str]:
 
 def resolve(name: str) -> Entry:
     """The entry for a name or alias; an unknown name is a one-line error listing the known ones."""
-    entry = _MODELS.get(_ALIASES.get(name, name))
+    entry = _MODELS.get(_ALIASES.get(name, name)) if isinstance(name, str) else None  # a list: unhashable
     if entry is None:
         raise EdgekdError(f"unknown model {name!r}; known: {', '.join(list_models(include_aliases=True))}")
     return entry
