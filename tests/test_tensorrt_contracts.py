@@ -500,3 +500,54 @@ def test_item_6_unified_memory_while_tegrastats_block_buffers(tmp_path, one_mach
     mem = sampler.result()
     assert mem["unified_bytes"] is not None and "/proc/meminfo" in mem["unified_source"]
     assert sampler._tegra_thread is not None and not sampler._tegra_thread.is_alive()
+
+
+def _pnet_like_onnx(path):
+    """A detector-stage-like network: N x 3 x H x W (H, W dynamic) -> two outputs (2 and 4 channels)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [4, 3, 3, 3], rng.normal(size=108).astype(np.float32))
+    wp = helper.make_tensor("wp", TensorProto.FLOAT, [2, 4, 1, 1], rng.normal(size=8).astype(np.float32))
+    wb = helper.make_tensor("wb", TensorProto.FLOAT, [4, 4, 1, 1], rng.normal(size=16).astype(np.float32))
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "wp"], ["logits"], name="prob_conv"),
+             helper.make_node("Softmax", ["logits"], ["prob"], name="softmax", axis=1),
+             helper.make_node("Conv", ["r", "wb"], ["bbox"], name="bbox_conv")]
+    g = helper.make_graph(nodes, "pnet", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "h", "w"])],
+                          [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 2, "oh", "ow"]),
+                           helper.make_tensor_value_info("bbox", TensorProto.FLOAT, [1, 4, "oh", "ow"])], [w1, wp, wb])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+def test_engine_runner_runs_any_network_with_dynamic_shapes(tmp_path, machine):
+    """The generic runner (for detector stages): several outputs, dynamic H and W set per call, buffers growing."""
+    import onnxruntime as ort
+
+    from edgekd.export.tensorrt_build import build_network_engine
+    from edgekd.runtime.tensorrt.engine import EngineRunner
+
+    state = machine()
+    onnx_path = _pnet_like_onnx(tmp_path / "pnet.onnx")
+    engine = tmp_path / "pnet.fp32.engine"
+    with pytest.raises(EdgekdError, match="missing input"):
+        build_network_engine(onnx_path, engine, {})
+    side = build_network_engine(onnx_path, engine, {"input": ((1, 3, 12, 12), (1, 3, 24, 32), (1, 3, 64, 64))})
+    assert side["profile"] == {"input": {"min": [1, 3, 12, 12], "opt": [1, 3, 24, 32], "max": [1, 3, 64, 64]}}
+    ref = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with EngineRunner(engine) as run:
+        assert [t["name"] for t in run.inputs] == ["input"] and [t["name"] for t in run.outputs] == ["prob", "bbox"]
+        for h, w in ((20, 30), (64, 48), (12, 12)):
+            x = np.random.default_rng(h).normal(size=(1, 3, h, w)).astype(np.float32)
+            got = run({"input": x})
+            want = dict(zip(["prob", "bbox"], ref.run(["prob", "bbox"], {"input": x})))
+            for k in want:
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+        with pytest.raises(EdgekdError, match="outside the engine's profile"):
+            run({"input": np.zeros((1, 3, 65, 20), np.float32)})
+    assert not state.memory

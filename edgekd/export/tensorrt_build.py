@@ -99,11 +99,67 @@ def build_engine(onnx_path, engine_path, precision: str | None = None, profile: 
         raise EdgekdError(f"batch profile must satisfy 1 <= min <= opt <= max, got {profile}")
     model = graph.load(onnx_path)
     meta = graph.read_metadata(model)
+    pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else ARCFACE
+    name, _ = graph.check_face_input(model, onnx_path, pre.input_size)
+    precision, path = _precision_and_path(trt, model, meta, onnx_path, precision, api)
+    graph_precision = meta.get("precision", "fp32")
+    needs_calib = path == "builder-flags" and precision == "int8" and graph_precision != "int8"
+    if needs_calib and calib is None:
+        raise EdgekdError(f"{onnx_path}: an INT8 build with TensorRT {trt.__version__} calibrates: pass --calib calib/NAME")
+    if dla_core is not None:
+        if precision not in ("fp16", "int8"):
+            raise EdgekdError(f"{onnx_path}: DLA runs fp16 or int8 only (got {precision}); pass --precision fp16")
+        profile = (opt, opt, opt)  # DLA needs a static shape: min = opt = max, else layers fall back to the GPU
+    h, w = pre.input_size
+    shapes = {k: [b, 3, h, w] for k, b in zip(("min", "opt", "max"), profile)}
+    with open_cuda() as cuda:
+        return _build(trt, onnx_path, engine_path, precision, {name: tuple(shapes.values())}, shapes, workspace_mib,
+                      timing_cache, dla_core, calib if needs_calib else None, calib_cache, path, meta, cuda)
+
+
+def build_network_engine(onnx_path, engine_path, shapes: dict, precision: str | None = None,
+                         workspace_mib: int = 2048, timing_cache=None, api: str = "auto", trt=None) -> dict:
+    """Any network (not only a face model, e.g. a detector's): `shapes` maps every dynamic input to its
+    (min, opt, max) shapes, e.g. {"input": ((1, 3, 12, 12), (1, 3, 240, 320), (1, 3, 720, 1280))}. INT8 only from a
+    Q/DQ graph (no calibrator). Writes the engine + sidecar (profile: name -> min/opt/max); returns the sidecar.
+    Run it with edgekd.runtime.tensorrt.engine.EngineRunner."""
+    if trt is None:
+        trt = import_tensorrt()
+    model = graph.load(onnx_path)
+    meta = graph.read_metadata(model)
+    inits = {i.name for i in model.graph.initializer}
+    dims = {i.name: [d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim]
+            for i in model.graph.input if i.name not in inits}
+    unknown = sorted(set(shapes) - set(dims))
+    missing = sorted(n for n, d in dims.items() if -1 in d and n not in shapes)
+    if unknown or missing:
+        raise EdgekdError(f"{onnx_path}: shapes must cover exactly the dynamic inputs ({', '.join(dims)}): "
+                          + (f"unknown {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"))
+    checked = {}
+    for n, triple in shapes.items():
+        lo, opt, hi = (tuple(int(v) for v in s) for s in triple)
+        if not (len(lo) == len(opt) == len(hi) == len(dims[n])) or not all(
+                1 <= a <= b <= c for a, b, c in zip(lo, opt, hi)):
+            raise EdgekdError(f"{onnx_path}: input {n!r}: shapes must have its rank {len(dims[n])} and satisfy "
+                              f"1 <= min <= opt <= max per dimension, got {triple}")
+        if any(d != -1 and not a == b == c == d for d, a, b, c in zip(dims[n], lo, opt, hi)):
+            raise EdgekdError(f"{onnx_path}: input {n!r}: the fixed dimensions {dims[n]} do not match {triple}")
+        checked[n] = (lo, opt, hi)
+    precision, path = _precision_and_path(trt, model, meta, onnx_path, precision, api)
+    if precision == "int8" and meta.get("precision") != "int8":
+        raise EdgekdError(f"{onnx_path}: an INT8 engine of this network needs its Q/DQ ONNX")
+    profile = {n: {"min": list(lo), "opt": list(opt), "max": list(hi)} for n, (lo, opt, hi) in checked.items()}
+    with open_cuda() as cuda:
+        return _build(trt, onnx_path, engine_path, precision, checked, profile, workspace_mib, timing_cache, None,
+                      None, None, path, meta, cuda)
+
+
+def _precision_and_path(trt, model, meta, onnx_path, precision, api) -> tuple[str, str]:
+    """(precision, API path) of a build: the graph's own precision by default; the op check against this
+    TensorRT's parser; a strongly typed build takes its precision from the graph."""
     precision = precision or meta.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise EdgekdError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
-    pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else ARCFACE
-    name, _ = graph.check_face_input(model, onnx_path, pre.input_size)
     ops = check_trt_ops(model, trt.__version__)
     if not ops["ok"]:
         raise EdgekdError(f"{onnx_path}: TensorRT's ONNX parser would reject it: {'; '.join(ops['problems'])}")
@@ -114,21 +170,13 @@ def build_engine(onnx_path, engine_path, precision: str | None = None, profile: 
                           f"precision from the graph: pass the {precision} ONNX written by `edgekd export`")
     if path == "builder-flags" and graph_precision not in ("fp32", precision):
         raise EdgekdError(f"{onnx_path}: is {graph_precision}; a {precision} build needs the FP32 ONNX")
-    needs_calib = path == "builder-flags" and precision == "int8" and graph_precision != "int8"
-    if needs_calib and calib is None:
-        raise EdgekdError(f"{onnx_path}: an INT8 build with TensorRT {trt.__version__} calibrates: pass --calib calib/NAME")
-    if dla_core is not None:
-        if precision not in ("fp16", "int8"):
-            raise EdgekdError(f"{onnx_path}: DLA runs fp16 or int8 only (got {precision}); pass --precision fp16")
-        profile = (opt, opt, opt)  # DLA needs a static shape: min = opt = max, else layers fall back to the GPU
-    with open_cuda() as cuda:
-        return _build(trt, onnx_path, engine_path, precision, profile, workspace_mib, timing_cache, dla_core,
-                      calib if needs_calib else None, calib_cache, path, name, pre, meta, cuda)
+    return precision, path
 
 
-def _build(trt, onnx_path, engine_path, precision, profile, workspace_mib, timing_cache, dla_core, calib, calib_cache,
-           path, name, pre, meta, cuda) -> dict:
-    """The TensorRT part of build_engine, on an open CUDA device (calibration buffers, GPU identity)."""
+def _build(trt, onnx_path, engine_path, precision, shapes, sidecar_profile, workspace_mib, timing_cache, dla_core,
+           calib, calib_cache, path, meta, cuda) -> dict:
+    """The TensorRT part of a build on an open CUDA device (calibration buffers, GPU identity); `shapes`: input
+    name -> (min, opt, max) of optimization profile 0."""
     needs_calib = calib is not None
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -145,19 +193,20 @@ def _build(trt, onnx_path, engine_path, precision, profile, workspace_mib, timin
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
-    h, w = pre.input_size
-    shapes = {k: [b, 3, h, w] for k, b in zip(("min", "opt", "max"), profile)}
-    prof = builder.create_optimization_profile()
-    prof.set_shape(name, *(tuple(s) for s in shapes.values()))
-    config.add_optimization_profile(prof)
+    if shapes:
+        prof = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in shapes.items():
+            prof.set_shape(name, tuple(lo), tuple(opt), tuple(hi))
+        config.add_optimization_profile(prof)
     if path == "builder-flags" and precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds may keep layers without INT8 kernels in FP16
     if path == "builder-flags" and precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         if needs_calib:
             batch = min(32, calib.count)
+            (name, (_, opt, _)), = shapes.items()  # a face model: one input
             cprof = builder.create_optimization_profile()
-            cprof.set_shape(name, *([(batch, 3, h, w)] * 3))
+            cprof.set_shape(name, *([(batch, *opt[1:])] * 3))
             config.set_calibration_profile(cprof)
             config.int8_calibrator = make_calibrator(trt, calib, Path(calib_cache) if calib_cache else None, batch, cuda)
     if dla_core is not None:
@@ -178,7 +227,7 @@ def _build(trt, onnx_path, engine_path, precision, profile, workspace_mib, timin
     if plan is None:
         raise EdgekdError(f"{engine_path}: TensorRT build failed (see TensorRT's messages above); nothing was written")
     data = bytes(memoryview(plan))
-    side = make_sidecar(trt.__version__, gpu_identity(cuda), precision=precision, profile=shapes, api_path=path,
+    side = make_sidecar(trt.__version__, gpu_identity(cuda), precision=precision, profile=sidecar_profile, api_path=path,
                         onnx_path=onnx_path, engine_bytes=len(data), build_seconds=seconds,
                         calib_sha256=(calib.sha256 if needs_calib else meta.get("calib")), meta=meta,
                         dla_core=dla_core)

@@ -251,9 +251,13 @@ class Builder:
 
         state = _fakegpu.state()
         model = onnx.load_from_string(network.onnx)
-        inp, out = model.graph.input[0], model.graph.output[0]
-        if not config.profiles or inp.name not in config.profiles[0].shapes:
+        inits = {i.name for i in model.graph.initializer}
+        ins = [i for i in model.graph.input if i.name not in inits]
+        outs = list(model.graph.output)
+        dynamic = [i.name for i in ins if -1 in _dims(i)]
+        if dynamic and (not config.profiles or any(n not in config.profiles[0].shapes for n in dynamic)):
             return self._refuse("Network has dynamic or shape inputs, but no optimization profile has been defined.")
+        inp = ins[0]
         precision_flags = {"FP16", "INT8"} & config.flags
         calib = getattr(config, "int8_calibrator", None)
         if network.strongly_typed and (precision_flags or calib is not None):
@@ -271,11 +275,13 @@ class Builder:
             if scales is None:
                 scales = "none"  # no calibrator, no Q/DQ: layers without dynamic ranges stay in float
         dla = config.default_device_type == DeviceType.DLA
-        lo, opt, hi = config.profiles[0].shapes[inp.name]
-        header = {"version": __version__, "input": inp.name, "output": out.name, "profile": [lo, opt, hi],
-                  "input_dims": _dims(inp), "output_dims": _dims(out),
-                  "dtypes": [int(_ONNX_DTYPE[inp.type.tensor_type.elem_type]),
-                             int(_ONNX_DTYPE[out.type.tensor_type.elem_type])],
+        shapes = config.profiles[0].shapes if config.profiles else {}
+        profiles = {i.name: shapes.get(i.name, [_dims(i)] * 3) for i in ins}
+        lo, opt, hi = profiles[inp.name]
+        tensors = [{"name": t.name, "input": k == "in", "dims": _dims(t),
+                    "dtype": int(_ONNX_DTYPE[t.type.tensor_type.elem_type])}
+                   for k, group in (("in", ins), ("out", outs)) for t in group]
+        header = {"version": __version__, "tensors": tensors, "profiles": profiles, "profile": [lo, opt, hi],
                   "precision": precision, "int8_scales": scales, "strongly_typed": network.strongly_typed,
                   "dla_core": config.DLA_core if dla else None,
                   # DLA runs FP16/INT8 with a static shape only; anything else falls back to the GPU
@@ -346,31 +352,37 @@ class ICudaEngine:
     def __init__(self, header, onnx_bytes, dla_core=None):
         self.header, self.onnx_bytes, self.num_optimization_profiles = header, onnx_bytes, 1
         self.dla_core = dla_core
-        self.num_io_tensors = 2
+        self._tensors = {t["name"]: t for t in header["tensors"]}
+        self.num_io_tensors = len(header["tensors"])
         if SPEC["binding_api_v2"]:
-            self.num_bindings = 2
+            self.num_bindings = self.num_io_tensors
         self._session = None
 
     def _names(self):
-        return [self.header["input"], self.header["output"]]
+        return [t["name"] for t in self.header["tensors"]]
+
+    def _tensor(self, name):
+        if name not in self._tensors:
+            raise RuntimeError(f"no tensor named {name!r}")  # pybind: TensorRT logs and the call fails
+        return self._tensors[name]
 
     def get_tensor_name(self, i):
         return self._names()[i]
 
     def get_tensor_mode(self, name):
-        return TensorIOMode.INPUT if name == self.header["input"] else TensorIOMode.OUTPUT
+        return TensorIOMode.INPUT if self._tensor(name)["input"] else TensorIOMode.OUTPUT
 
     def get_tensor_shape(self, name):
         """The network's shape: -1 where the ONNX dimension is dynamic, even when the profile has min == max."""
-        return tuple(self.header["input_dims"] if name == self.header["input"] else self.header["output_dims"])
+        return tuple(self._tensor(name)["dims"])
 
     def get_tensor_dtype(self, name):
-        return DataType(self.header["dtypes"][0 if name == self.header["input"] else 1])
+        return DataType(self._tensor(name)["dtype"])
 
     def get_tensor_profile_shape(self, name, profile_index):
-        if name != self.header["input"] or profile_index != 0:
+        if not self._tensor(name)["input"] or profile_index != 0:
             raise RuntimeError("get_tensor_profile_shape: not an input of profile 0")
-        return [tuple(s) for s in self.header["profile"]]
+        return [tuple(s) for s in self.header["profiles"][name]]
 
     def create_execution_context(self):
         if _fakegpu.state().fail_context:
@@ -383,7 +395,7 @@ class ICudaEngine:
         raise AttributeError(name)
 
     def _v2_binding_is_input(self, i):
-        return i == 0
+        return self.header["tensors"][i]["input"]
 
     def _v2_get_binding_name(self, i):
         return self._names()[i]
@@ -397,14 +409,15 @@ class ICudaEngine:
     def _v2_get_profile_shape(self, profile_index, i):
         return self.get_tensor_profile_shape(self._names()[i], profile_index)
 
-    def run(self, x):
+    def run(self, feeds: dict) -> dict:
         if self._session is None:
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             self._session = ort.InferenceSession(self.onnx_bytes, opts, providers=["CPUExecutionProvider"])
-        return self._session.run(None, {self.header["input"]: x})[0]
+        outs = [t["name"] for t in self.header["tensors"] if not t["input"]]
+        return dict(zip(outs, self._session.run(outs, feeds)))
 
 
 _V2_ENGINE = {"binding_is_input", "get_binding_name", "get_binding_shape", "get_binding_dtype", "get_profile_shape"}
@@ -412,19 +425,28 @@ _V2_ENGINE = {"binding_is_input", "get_binding_name", "get_binding_shape", "get_
 
 class IExecutionContext:
     def __init__(self, engine):
-        self.engine, self.addresses, self.input_shape = engine, {}, None
-        if -1 not in engine.header["input_dims"]:
-            self.input_shape = tuple(engine.header["input_dims"])  # a static network needs no shape
+        self.engine, self.addresses, self.shapes = engine, {}, {}
+        for t in engine.header["tensors"]:
+            if t["input"] and -1 not in t["dims"]:
+                self.shapes[t["name"]] = tuple(t["dims"])  # a static input needs no shape
+
+    def _inputs(self):
+        return [t for t in self.engine.header["tensors"] if t["input"]]
 
     def set_input_shape(self, name, shape):
-        lo, _, hi = self.engine.header["profile"]
-        shape = tuple(shape)
-        if name != self.engine.header["input"] or len(shape) != len(lo):
+        t = self.engine._tensors.get(name)
+        shape = tuple(int(d) for d in shape)
+        if t is None or not t["input"] or len(shape) != len(t["dims"]):
             return False
+        lo, _, hi = self.engine.header["profiles"][name]
         if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
             return False  # outside the optimization profile: TensorRT logs an error and returns False
-        self.input_shape = shape
+        self.shapes[name] = shape
         return True
+
+    @property
+    def input_shape(self):  # the first input's shape (the face runner's one input)
+        return self.shapes.get(self._inputs()[0]["name"])
 
     def set_tensor_address(self, name, ptr):
         if name not in self.engine._names() or not int(ptr) or _fakegpu.state().refuse_address:
@@ -432,18 +454,24 @@ class IExecutionContext:
         self.addresses[name] = int(ptr)
         return True
 
+    def _specified(self):
+        return all(t["name"] in self.shapes for t in self._inputs())
+
     def get_tensor_shape(self, name):
-        if self.input_shape is None:
-            return self.engine.get_tensor_shape(name)
-        out = list(self.engine.header["output_dims"])
-        out[0] = self.input_shape[0]
-        return self.input_shape if name == self.engine.header["input"] else tuple(out)
+        """Inputs: the shape set; outputs: inferred from the input shapes (here by running the graph on zeros);
+        -1 dims while an input shape is unset."""
+        t = self.engine._tensor(name)
+        if t["input"]:
+            return self.shapes.get(name, tuple(t["dims"]))
+        if not self._specified():
+            return tuple(t["dims"])
+        feeds = {i["name"]: np.zeros(self.shapes[i["name"]], nptype(DataType(i["dtype"]))) for i in self._inputs()}
+        return tuple(self.engine.run(feeds)[name].shape)
 
     def execute_async_v3(self, stream_handle):
-        names = self.engine._names()
-        if self.input_shape is None or any(n not in self.addresses for n in names):
+        if not self._specified() or any(n not in self.addresses for n in self.engine._names()):
             return False  # "Not all input dimensions are specified" / "address is not set"
-        return self._execute(self.addresses[names[0]], self.addresses[names[1]])
+        return self._execute(self.addresses)
 
     def __getattr__(self, name):
         if SPEC["binding_api_v2"] and name in ("set_binding_shape", "execute_async_v2"):
@@ -451,23 +479,31 @@ class IExecutionContext:
         raise AttributeError(name)
 
     def _v2_set_binding_shape(self, index, shape):
-        return index == 0 and self.set_input_shape(self.engine.header["input"], shape)
+        t = self.engine.header["tensors"][index]
+        return t["input"] and self.set_input_shape(t["name"], shape)
 
     def _v2_execute_async_v2(self, bindings, stream_handle):
-        if self.input_shape is None or len(bindings) != 2:
+        if not self._specified() or len(bindings) != self.engine.num_io_tensors:
             return False
-        return self._execute(int(bindings[0]), int(bindings[1]))
+        return self._execute(dict(zip(self.engine._names(), (int(b) for b in bindings))))
 
-    def _execute(self, in_ptr, out_ptr):
+    def _execute(self, addresses):
         state = _fakegpu.state()
         if state.fail_execute:
             return False
-        in_t, out_t = (np.dtype(nptype(DataType(d))) for d in self.engine.header["dtypes"])
+        feeds = {}
+        for t in self._inputs():
+            dt, shape = np.dtype(nptype(DataType(t["dtype"]))), self.shapes[t["name"]]
+            raw = state.buffer(addresses[t["name"]], int(np.prod(shape)) * dt.itemsize).tobytes()
+            feeds[t["name"]] = np.frombuffer(raw, dt).reshape(shape)
+        ys = self.engine.run(feeds)
+        for t in self.engine.header["tensors"]:
+            if t["input"]:
+                continue
+            y = ys[t["name"]]
+            y = np.ascontiguousarray(y.astype(nptype(DataType(t["dtype"]))))
+            state.buffer(addresses[t["name"]], y.nbytes)[:] = y.view(np.uint8).reshape(-1)
         n = self.input_shape[0]
-        raw = state.buffer(in_ptr, int(np.prod(self.input_shape)) * in_t.itemsize).tobytes()
-        x = np.frombuffer(raw, in_t).reshape(self.input_shape)
-        y = np.ascontiguousarray(self.engine.run(x).astype(out_t))
-        state.buffer(out_ptr, y.nbytes)[:] = y.view(np.uint8).reshape(-1)
         state.clock_ms += n * _fakegpu.MS_PER_IMAGE
         state.executions.append(self.input_shape)
         state.dla_runs.append(self.engine.dla_core)
