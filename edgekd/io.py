@@ -32,23 +32,50 @@ os.umask(_UMASK)
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
+    made = make_parent(path)
     try:
-        make_parent(path)
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as e:
+        remove_empty(made)
         raise EdgekdError(f"{path}: cannot write here ({e.strerror or e})") from e
     os.close(fd)
     tmp = Path(tmp)
+    done = False
     try:
-        yield tmp
+        with user_names(tmp, path):
+            yield tmp
         if tmp.exists():  # mkstemp makes 0600 files; give outputs the usual umask-based mode
             os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+        done = True
     except OSError as e:
         raise EdgekdError(f"{path}: write failed ({e.strerror or e}); nothing was written") from e
     finally:
         tmp.unlink(missing_ok=True)
+        if not done:
+            remove_empty(made)
     remove_stale_temps(path)
+
+
+@contextlib.contextmanager
+def user_names(tmp: Path, path: Path) -> Iterator[None]:
+    """An EdgekdError raised while writing the temporary names the user's path, never `.m.onnx.1234-x.tmp`."""
+    try:
+        yield
+    except EdgekdError as e:
+        if str(tmp) not in str(e):
+            raise
+        raise EdgekdError(str(e).replace(str(tmp), str(path))) from e.__cause__
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed write created (deepest first) while they are empty: a failure before any output
+    leaves nothing behind."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 _NAME_BYTES = 200  # a temp name is "." + this + ".<pid>-<8 random>.tmp": within the usual 255-byte limit
@@ -88,13 +115,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def make_parent(path: Path) -> None:
-    """mkdir -p of `path`'s folder; an ancestor that is a file is named ("(File exists)" said nothing useful)."""
+def make_parent(path: Path) -> list[Path]:
+    """mkdir -p of `path`'s folder -> the folders it created, deepest first (for remove_empty). An ancestor that is
+    a file is named ("(File exists)" said nothing useful)."""
+    missing = []
     try:
+        for a in [path.parent, *path.parent.parents]:
+            if a.exists():
+                break
+            missing.append(a)
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocker = next((a for a in reversed(path.parents) if a.exists() and not a.is_dir()), path.parent)
         raise EdgekdError(f"{path}: cannot be created: {blocker} is a file") from None
+    except OSError as e:
+        raise EdgekdError(f"{path}: cannot write here ({e.strerror or e})") from e
+    return missing
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -199,15 +235,18 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         raise EdgekdError(f"{path}: is a file, not an output folder (remove it or choose another name)")
     if path.exists() and not overwrite and any(path.iterdir()):
         raise EdgekdError(f"{path}: already exists and is not empty (pass --overwrite to replace it)")
+    made = make_parent(path)
     try:
-        make_parent(path)
         tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
     except OSError as e:
+        remove_empty(made)
         raise EdgekdError(f"{path}: cannot write here ({e.strerror or e})") from e
+    done = False
     try:
         try:
-            yield tmp
+            with user_names(tmp, path):
+                yield tmp
         except OSError as e:
             if e.errno not in WRITE_ERRNOS:
                 raise
@@ -220,6 +259,9 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            remove_empty(made)
     remove_stale_temps(path)

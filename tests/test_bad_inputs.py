@@ -90,6 +90,7 @@ class Case:
 
     setup: Callable[[Path], list]
     expect: tuple[str, ...]
+    code: int = 1  # 2: a malformed command line (an option value), click's usage error
 
 
 def _file(tmp: Path, name: str = "X", text: str = "a file\n") -> Path:
@@ -175,6 +176,182 @@ def _sidecar(tmp: Path, text: str) -> list:
     return ["eval", "--engine", tmp / "m.engine", "--data", _bin(tmp)]
 
 
+# ---- issue 20: non-finite, degenerate and duplicated inputs; option values; the last tracebacks ---------------------
+
+def _onnx(tmp: Path, name: str, out: str = "float", dim: int = 4, scale: float = 1.0, input_type: str = "float") -> Path:
+    """A tiny "face model": N x 3 x 112 x 112 in, the channel means times a constant matrix (N x dim) out, then
+    scaled (NaN / 0) and cast; `input_type` int8 adds a Cast in front."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    types = {"float": TensorProto.FLOAT, "int8": TensorProto.INT8, "int64": TensorProto.INT64}
+    nodes, x = [], "input"
+    if input_type != "float":
+        nodes.append(helper.make_node("Cast", ["input"], ["xf"], to=TensorProto.FLOAT))
+        x = "xf"
+    w = numpy_helper.from_array(np.arange(1, 3 * dim + 1, dtype=np.float32).reshape(3, dim), "w")
+    k = numpy_helper.from_array(np.array(scale, np.float32), "k")
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+              helper.make_node("MatMul", ["f", "w"], ["m"]), helper.make_node("Add", ["m", "w1"], ["m1"]),
+              helper.make_node("Mul", ["m1", "k"], ["y" if out == "float" else "yf"])]
+    if out != "float":
+        nodes.append(helper.make_node("Cast", ["yf"], ["y"], to=types[out]))
+    w1 = numpy_helper.from_array(np.ones(dim, np.float32), "w1")
+    graph = helper.make_graph(nodes, "face", [helper.make_tensor_value_info("input", types[input_type],
+                                                                            ["N", 3, 112, 112])],
+                              [helper.make_tensor_value_info("y", types[out], ["N", dim])], [w, k, w1])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp / name)
+    return tmp / name
+
+
+def _eval_onnx(tmp: Path, **kw) -> list:
+    return ["eval", "--onnx", _onnx(tmp, "m.onnx", **kw), "--data", _bin(tmp), "--device", "cpu", "--quiet",
+            "--json", tmp / "out" / "e.json"]
+
+
+def _faces_tree(tmp: Path, names=("A", "B"), per: int = 2, ext: str = "jpg") -> Path:
+    from edgekd.data.image import encode_jpeg
+
+    rng = np.random.default_rng(2)
+    for name in names:
+        (tmp / "img" / name).mkdir(parents=True, exist_ok=True)
+        for i in range(1, per + 1):
+            (tmp / "img" / name / f"{name}_{i:04d}.{ext}").write_bytes(
+                encode_jpeg(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)))
+    return tmp / "img"
+
+
+def _dup_pairs(tmp: Path) -> list:
+    _faces_tree(tmp)
+    (tmp / "pairs.txt").write_text("A\t1\t2\nA\t1\tB\t1\n" * 20)
+    return ["eval", "--onnx", _onnx(tmp, "m.onnx"), "--data", tmp / "pairs.txt", "--images-root", tmp / "img",
+            "--device", "cpu", "--quiet"]
+
+
+def _label_list(tmp: Path, lines: list[str]) -> Path:
+    _faces_tree(tmp)
+    (tmp / "img" / "label.txt").write_text("".join(f"{ln}\n" for ln in lines))
+    return tmp / "img" / "label.txt"
+
+
+def _dup_labels(tmp: Path) -> list:
+    lst = _label_list(tmp, [f"{n}/{n}_000{i}.jpg\t{k}" for k, n in enumerate("AB") for i in (1, 2)] * 2)
+    return ["eval", "--onnx", _onnx(tmp, "m.onnx"), "--data", lst, "--protocol", "all-pairs", "--device", "cpu",
+            "--quiet"]
+
+
+def _nan_checkpoint(tmp: Path) -> list:
+    import torch
+
+    from edgekd.models import create_model, save_checkpoint
+
+    model = create_model("mbf")
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    save_checkpoint(tmp / "nan.pt", model, "mbf", {})
+    return ["eval", "--weights", tmp / "nan.pt", "--data", _bin(tmp), "--device", "cpu", "--quiet"]
+
+
+def _list_model_checkpoint(tmp: Path) -> list:
+    import torch
+
+    from edgekd.models import create_model
+
+    torch.save({"state_dict": create_model("mbf").state_dict(), "edgekd": {"model": ["mbf"]}}, tmp / "l.pt")
+    return ["eval", "--weights", tmp / "l.pt", "--data", _bin(tmp), "--device", "cpu", "--quiet"]
+
+
+def _report(tmp: Path, **fields) -> list:
+    res = tmp / "results" / "eval"
+    res.mkdir(parents=True)
+    record = {"kind": "eval", "label": {"model": "mbf", "method": "vanilla", "precision": "fp32", "artifact": "m"},
+              "accuracy_mean": 0.9, "accuracy_std": 0.01, **fields}
+    (res / "e.json").write_text(json.dumps(record))  # json.dumps writes NaN as the bare token NaN
+    return ["report", tmp / "results"]
+
+
+def _calib_without_shape(tmp: Path) -> list:
+    from edgekd.export.calib import make_calib
+
+    make_calib("synthetic:2x2", tmp / "calib", n=4, progress=False)
+    m = json.loads((tmp / "calib" / "manifest.json").read_text())
+    del m["shape"]
+    (tmp / "calib" / "manifest.json").write_text(json.dumps(m))
+    return ["calib", "show", tmp / "calib"]
+
+
+def _calib_false_shape(tmp: Path) -> list:
+    from edgekd.export.calib import make_calib
+
+    make_calib("synthetic:2x2", tmp / "calib", n=4, progress=False)
+    m = json.loads((tmp / "calib" / "manifest.json").read_text())
+    m["shape"] = [4, 3, 64, 64]
+    (tmp / "calib" / "manifest.json").write_text(json.dumps(m))
+    return ["calib", "show", tmp / "calib"]
+
+
+def _info_folder(tmp: Path, bad: bytes | np.ndarray) -> list:
+    root = _faces_tree(tmp)
+    if isinstance(bad, np.ndarray):
+        from PIL import Image
+
+        Image.fromarray(bad).save(root / "B" / "B_0003.png")
+    else:
+        (root / "B" / "B_0003.jpg").write_bytes(bad)
+    return ["data", "info", root]
+
+
+def _dup_idx(tmp: Path) -> list:
+    rec = _shard(tmp)
+    idx = rec / "train.idx"
+    lines = idx.read_text().splitlines()
+    idx.write_text("\n".join(lines + [f"{lines[2].split()[0]}\t{lines[3].split()[1]}"]) + "\n")
+    return ["data", "info", rec / "train.rec"]
+
+
+def _only_positive_bin(tmp: Path) -> list:
+    from edgekd.data import write_bin
+    from edgekd.data.image import encode_jpeg
+
+    rng = np.random.default_rng(3)
+    write_bin(tmp / "pos.bin", [encode_jpeg(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)) for _ in range(4)],
+              [True, True])
+    return ["eval", "--onnx", _onnx(tmp, "m.onnx"), "--data", tmp / "pos.bin", "--device", "cpu", "--quiet"]
+
+
+def _single_identity(tmp: Path) -> list:
+    lst = _label_list(tmp, ["A/A_0001.jpg\t0", "A/A_0002.jpg\t0"])
+    return ["eval", "--onnx", _onnx(tmp, "m.onnx"), "--data", lst, "--protocol", "all-pairs", "--device", "cpu",
+            "--quiet"]
+
+
+def _no_genuine(tmp: Path) -> list:
+    lst = _label_list(tmp, ["A/A_0001.jpg\t0", "B/B_0001.jpg\t1"])
+    return ["eval", "--onnx", _onnx(tmp, "m.onnx"), "--data", lst, "--protocol", "all-pairs", "--device", "cpu",
+            "--quiet"]
+
+
+def _other_reference(tmp: Path) -> list:
+    ref = _onnx(tmp, "ref.onnx", dim=8)
+    return ["eval", "--onnx", _onnx(tmp, "m.onnx"), "--reference", ref, "--data", _bin(tmp), "--device", "cpu",
+            "--quiet"]
+
+
+def _unknown_kwargs(tmp: Path) -> list:
+    import torch
+
+    from edgekd.models import create_model
+
+    torch.save({"state_dict": create_model("mbf").state_dict(),
+                "edgekd": {"model": "mbf", "model_kwargs": {"wingspan": 3}}}, tmp / "k.pt")
+    return ["eval", "--weights", tmp / "k.pt", "--data", _bin(tmp), "--device", "cpu", "--quiet"]
+
+
+LONG = "n" * 300
+
+
 CASES = {
     # issue item 1 (engine sidecar that is a number or null): one line, whether TensorRT is absent or present
     "1 sidecar null": Case(lambda t: _sidecar(t, "null"), ("m.engine.json|tensorrt Python package is not installed",)),
@@ -205,6 +382,77 @@ CASES = {
                                              ("is a folder, expected a file",)),
     "file given for a folder": Case(lambda t: ["report", _file(t)], ("X: is a file, expected a folder",)),
     "missing file": Case(lambda t: ["data", "pack-pairs", t / "nope.txt", t, t / "o.bin"], ("nope.txt: does not exist",)),
+    # ---- issue 20 ----
+    "20.2 ONNX embeddings NaN": Case(lambda t: _eval_onnx(t, scale=float("nan")), ("m.onnx", "NaN or infinite")),
+    "20.3 checkpoint with NaN weights": Case(_nan_checkpoint, ("nan.pt", "NaN or infinite")),
+    "20.4 report accuracy_mean 7.5": Case(lambda t: _report(t, accuracy_mean=7.5), ("e.json", "accuracy_mean is 7.5")),
+    "20.4 report accuracy_mean NaN": Case(lambda t: _report(t, accuracy_mean=float("nan")), ("e.json", "NaN")),
+    "20.4 report tar_at_far Infinity": Case(lambda t: _report(t, tar_at_far={"1e-03": float("inf")}),
+                                            ("e.json", "Infinity")),
+    "20.5 duplicate pairs in pairs.txt": Case(_dup_pairs, ("pairs.txt:3", "repeats the pair of line 1")),
+    "20.5 label.txt lists each image twice": Case(_dup_labels, ("label.txt:5", "listed again (first on line 1)")),
+    "20.6 ONNX int64 output": Case(lambda t: _eval_onnx(t, out="int64"), ("m.onnx", "tensor(int64)")),
+    "20.6 ONNX all-zero embeddings": Case(lambda t: _eval_onnx(t, scale=0.0), ("m.onnx", "all zeros")),
+    "20.6 ONNX N x 1 embedding": Case(lambda t: _eval_onnx(t, dim=1), ("m.onnx", "embedding size 1")),
+    "20.8 label.txt names ../../etc/passwd": Case(
+        lambda t: ["data", "info", _label_list(t, ["../../../../../../../../etc/passwd\t0", "A/A_0001.jpg\t1"])],
+        ("label.txt:1", "outside the dataset folder")),
+    "20 ONNX int8 input (eval)": Case(lambda t: _eval_onnx(t, input_type="int8"), ("m.onnx", "tensor(int8)")),
+    "20 ONNX int8 input (bench)": Case(lambda t: ["bench", "--onnx", _onnx(t, "m.onnx", input_type="int8"), "-b", "1",
+                                                  "-n", "1", "--warmup", "0"], ("m.onnx", "tensor(int8)")),
+    "20 checkpoint edgekd.model is a list": Case(_list_model_checkpoint, ("l.pt", "edgekd.model must be a model name")),
+    "20 qat --out under a file": Case(lambda t: ["qat", "--model", "mbf", "--data", "synthetic:2x2", "--out",
+                                                 _file(t) / "q.onnx", "--steps", "1", "--quiet"],
+                                      ("X: is a file|X is a file",)),
+    "20 export --opset 99": Case(lambda t: ["export", "--model", "mbf", "--no-fp16", "--opset", "99",
+                                            "--out", t / "out" / "m.onnx"], ("--opset", "13<=x<=20"), 2),
+    "20 export --opset 7": Case(lambda t: ["export", "--model", "mbf", "--no-fp16", "--opset", "7",
+                                           "--out", t / "out" / "m.onnx"], ("--opset", "13<=x<=20"), 2),
+    "20 300-byte data file name": Case(lambda t: ["data", "info", t / f"{LONG}.bin"], (LONG[:40],)),
+    "20 300-byte output folder name": Case(lambda t: ["train", *TRAIN, "--out", t / LONG], (LONG[:40],)),
+    "20 data info synthetic:1e8x1e8": Case(lambda t: ["data", "info", "synthetic:100000000x100000000"],
+                                           ("synthetic:100000000x100000000",)),
+    "20 calib show, manifest without shape": Case(_calib_without_shape, ("manifest.json", "shape")),
+    "20 calib show, manifest with a false shape": Case(_calib_false_shape, ("shard_0000.npy|manifest.json", "64")),
+    "20 export --out under a file": Case(lambda t: ["export", "--model", "mbf", "--no-fp16", "--out",
+                                                    _file(t) / "m.onnx"], ("X: is a file|X is a file",)),
+    "20 data info: 0-byte image": Case(lambda t: _info_folder(t, b""), ("B_0003.jpg", "empty file")),
+    "20 data info: 1x1 image": Case(lambda t: _info_folder(t, np.zeros((1, 1, 3), np.uint8)), ("B_0003.png", "1x1")),
+    "20 duplicate .idx key": Case(_dup_idx, ("train.idx:", "key 2 is listed again")),
+    "20 eval --onnx model.pt": Case(lambda t: ["eval", "--onnx", _file(t, "model.pt"), "--data", _bin(t)],
+                                    ("model.pt", "--weights")),
+    "20 only-positive .bin": Case(_only_positive_bin, ("pos.bin", "all 2 pairs are same-identity")),
+    "20 all-pairs, one identity": Case(_single_identity, ("label.txt", "at least 2 identities")),
+    "20 all-pairs, no genuine pairs": Case(_no_genuine, ("label.txt", "genuine")),
+    "20 --reference of another embedding size": Case(_other_reference, ("ref.onnx", "embedding size 8")),
+    "20 checkpoint with unknown model_kwargs": Case(_unknown_kwargs, ("k.pt", "wingspan")),
+    **{f"20 --int8-gate {g}": Case(lambda t, g=g: ["export", "--model", "mbf", "--int8-gate", g], ("--int8-gate", why), 2)
+       for g, why in (("tar@abc=1", "expected METRIC@FAR"), ("far@1e-4=0.3", "unknown metric 'far'"),
+                      ("tar@1e-4=-1", "expected METRIC@FAR"), ("tar@1e-4=250", "0..100"))},
+    **{f"20 --folds {f}": Case(lambda t, f=f: ["eval", "--onnx", _onnx(t, "m.onnx"), "--data", _bin(t), "--folds", f],
+                               ("--folds", why), 2)
+       for f, why in (("0", "numbered 1..10"), ("11", "numbered 1..10"), ("3-1", "range 3-1 is reversed"),
+                      ("abc", "expected a fold list"), ("1,,2", "expected a fold list"),
+                      ("1-99999999999", "expected a fold list|numbered 1..10"))},
+    "20 calib make --folds 3-1": Case(lambda t: ["calib", "make", "--from", _bin(t), "--out", t / "c", "--folds", "3-1"],
+                                      ("--folds", "reversed"), 2),
+    **{f"20 build --print-trtexec --profile {p}": Case(
+        lambda t, p=p: ["build", "--onnx", _onnx(t, "m.onnx"), "--precision", "fp16", "--print-trtexec", "--profile", p],
+        ("--profile", why), 2)
+       for p, why in (("8,1,64", "MIN <= OPT <= MAX"), ("0,0,0", "outside 1..4096"), ("a,b", "comma-separated integers"),
+                      ("1,8", "expected MIN,OPT,MAX"), ("1,8,100000", "outside 1..4096"))},
+    "20 build --print-trtexec --workspace -5": Case(
+        lambda t: ["build", "--onnx", _onnx(t, "m.onnx"), "--precision", "fp16", "--print-trtexec", "--workspace", "-5"],
+        ("--workspace",), 2),
+    "20 bench -b 100000000": Case(lambda t: ["bench", "--onnx", _onnx(t, "m.onnx"), "-b", "100000000"],
+                                  ("--batch-sizes", "outside 1..4096"), 2),
+    "20 bench -b 0": Case(lambda t: ["bench", "--onnx", _onnx(t, "m.onnx"), "-b", "0"], ("--batch-sizes",), 2),
+    "20 train --batch-size 0": Case(lambda t: ["train", "--model", "mbf", "--data", "synthetic:4x4", "--batch-size", "0",
+                                               "--out", t / "run"], ("--batch-size",), 2),
+    "20 eval --batch-size 100000000": Case(lambda t: ["eval", "--onnx", _onnx(t, "m.onnx"), "--data", _bin(t),
+                                                      "--batch-size", "100000000"], ("--batch-size",), 2),
+    "20 pipeline --set data.source=/nonexistent": Case(
+        lambda t: ["pipeline", "--out", t / "p", "--set", "data.source=/nonexistent"], ("/nonexistent",)),
 }
 
 
@@ -217,7 +465,7 @@ def test_bad_input_table(name, tmp_path, monkeypatch, one_torch_thread):
     monkeypatch.chdir(work)
     args = case.setup(work)
     before = tree(work)
-    line = error_line(invoke(*args))
+    line = error_line(invoke(*args), case.code)
     for text in case.expect:
         assert any(alt in line for alt in text.split("|")), line
     assert tree(work) == before, f"left behind: {sorted(set(tree(work)) - set(before))}"

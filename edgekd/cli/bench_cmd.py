@@ -8,10 +8,10 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 
 
 @cli.command()
-@click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine (.engine/.plan) to benchmark.")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="ONNX file to benchmark (ONNX Runtime).")
+@click.option("--engine", type=click.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (.engine/.plan) to benchmark.")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), callback=params.artifact_of("onnx"), help="ONNX file to benchmark (ONNX Runtime).")
 @click.option("--model", help="Registry model name (PyTorch; random init unless --weights).")
-@click.option("--weights", type=click.Path(dir_okay=False), help="PyTorch checkpoint (architecture auto-detected).")
+@click.option("--weights", type=click.Path(dir_okay=False), callback=params.artifact_of("checkpoint"), help="PyTorch checkpoint (architecture auto-detected).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N (ONNX: also tensorrt, auto).")
 @click.option("--precision", type=click.Choice(TORCH_PRECISIONS), default="fp32", show_default=True,
               help="PyTorch compute precision (artifacts carry their own).")
@@ -31,9 +31,12 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 def bench(engine, onnx_path, model, weights, device, precision, batch_sizes, warmup, iterations, min_time, video,
           max_frames, out, quiet):
     """Latency (mean ± std, p50/p90/p99), throughput and memory of an engine, ONNX file or PyTorch model."""
+    import warnings
+
     from edgekd.bench import format_bench, run_bench
     from edgekd.io import write_json_atomic
 
+    warnings.formatwarning = lambda msg, *a, **k: f"Warning: {msg}\n"  # one line, as eval: no source line
     if onnx_path is None and engine is None and model is None and weights is None:
         raise click.UsageError("give one of --engine, --onnx, --model or --weights")
     result = run_bench(engine=engine, onnx=onnx_path, model=model, weights=weights, device=device,

@@ -10,9 +10,9 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 
 
 @cli.command("eval")
-@click.option("--weights", type=click.Path(dir_okay=False), help="PyTorch checkpoint (architecture auto-detected).")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="ONNX file, run with ONNX Runtime.")
-@click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine (.engine/.plan) with its .json sidecar.")
+@click.option("--weights", type=click.Path(dir_okay=False), callback=params.artifact_of("checkpoint"), help="PyTorch checkpoint (architecture auto-detected).")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), callback=params.artifact_of("onnx"), help="ONNX file, run with ONNX Runtime.")
+@click.option("--engine", type=click.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (.engine/.plan) with its .json sidecar.")
 @click.option("--model", help="Registry name: forces the architecture of --weights, or the preprocessing of an "
                                "--onnx file without edgekd metadata.")
 @click.option("--data", required=True, type=click.Path(), help="Verification set: insightface .bin or LFW pairs.txt "

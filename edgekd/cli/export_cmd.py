@@ -37,7 +37,7 @@ def _engine_options(f):
 @click.option("--model", help="Registry name (optional when the checkpoint says which model it is).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Checkpoint; omitted: shared pretrained file, else RANDOM init.")
 @click.option("--out", type=click.Path(dir_okay=False), help="FP32 ONNX path (default engines/NAME.onnx); FP16/INT8 files go beside it.")
-@click.option("--opset", default=17, show_default=True)
+@click.option("--opset", default=17, show_default=True, type=params.OPSET)
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim.")
 @click.option("--no-fp16", is_flag=True, help="Do not write the FP16 ONNX.")
 @click.option("--calib", type=click.Path(file_okay=False), help="Calibration set (calib/NAME) -> INT8 Q/DQ ONNX.")

@@ -16,6 +16,9 @@ MAX_COUNT = 10_000_000  # images, steps, faces: more than any face set edgekd re
 BATCH = click.IntRange(1, MAX_BATCH)
 COUNT = click.IntRange(1, MAX_COUNT)
 WORKSPACE = click.IntRange(1, MAX_WORKSPACE_MIB)
+# ONNX opsets export can write: per-channel Q/DQ (edgekd's INT8, TensorRT's explicit quantization) needs 13; 20 is
+# the newest torch's TorchScript exporter writes (torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+OPSET = click.IntRange(13, 20)
 
 
 def _unprefixed(message: str) -> str:
@@ -101,3 +104,23 @@ class Batches(click.ParamType):
 
 # `edgekd train` / `distill` options generated from TrainConfig fields that take these ranges on the command line
 TRAIN_RANGES = {"batch_size": BATCH, "val_batch_size": BATCH, "steps": COUNT, "epochs": click.IntRange(1, 100_000)}
+
+
+_KIND_NAMES = {"onnx": ("an ONNX file", "--onnx"), "engine": ("a TensorRT engine", "--engine"),
+               "checkpoint": ("a PyTorch checkpoint", "--weights")}
+
+
+def artifact_of(kind: str):
+    """Callback of --onnx / --engine / --weights: a file of another kind (by suffix, as open_artifact decides) is
+    refused instead of silently run by another backend (`--onnx model.pt` ran PyTorch)."""
+    def check(ctx, param, value):
+        from edgekd.runtime import artifact_kind
+
+        actual = artifact_kind(value) if value is not None else kind
+        if actual != kind:
+            what, option = _KIND_NAMES[actual]
+            raise click.BadParameter(f"{value}: {what} by its name, not {_KIND_NAMES[kind][0]}; give it as {option}",
+                                     ctx=ctx, param=param)
+        return value
+
+    return check

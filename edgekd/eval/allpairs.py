@@ -287,6 +287,9 @@ def open_identity_set(source, identities_from=None, folds=None, resize: bool = F
     elif folds:
         raise EdgekdError(f"{source}: --folds needs a pairs.txt (as --data or --identities-from)")
     ds = open_dataset(source, resize=resize, identities=names)
+    if ds.num_classes < 2 or np.bincount(ds.labels).max() < 2:  # no impostor or no genuine pairs: nothing to measure
+        raise EdgekdError(f"{source}: {len(ds)} images of {ds.num_classes} identities; the all-pairs protocol needs at "
+                          "least 2 identities and one identity with 2 images (genuine pairs)")
     what = f"{source} ({len(ds)} images, {ds.num_classes} identities"
     what += f"; identities of folds {','.join(map(str, folds))} of {identities_from})" if names is not None else ")"
     return IdentitySet(ds, what)

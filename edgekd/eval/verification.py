@@ -127,6 +127,14 @@ def evaluate(
     artifact) also reports how closely the two agree on the same images. With `plot`, writes a ROC PNG.
     """
     mode = flip_mode(flip)
+    issame = np.asarray(vset.issame, bool)
+    if issame.all() or not issame.any():  # before embedding anything; the error names the set
+        raise EdgekdError(f"{vset.source}: all {issame.size} pairs are {'same' if issame.all() else 'different'}-"
+                          "identity pairs; verification accuracy needs both kinds")
+    ref_fn = reference[0] if reference is not None else None
+    if ref_fn is not None and getattr(ref_fn, "embedding_size", None) not in (None, getattr(embed_fn, "embedding_size", None)):
+        raise EdgekdError(f"{getattr(ref_fn, 'artifact', None) or 'reference'}: embedding size {ref_fn.embedding_size}, "
+                          f"the model's is {getattr(embed_fn, 'embedding_size', '?')}; a reference must embed alike")
     e = embed_images(embed_fn, vset, preprocess, batch_size=batch_size, flip=mode, progress=progress,
                      reference=reference)
     r1, r2 = e.rows(vset.pairs[:, 0]), e.rows(vset.pairs[:, 1])

@@ -159,6 +159,14 @@ def open_calib(path: str | os.PathLike, preprocess: Preprocess | None = None, ve
         raise EdgekdError(f"{mpath}: malformed manifest (count, and shards as {{file, count, sha256}} entries)")
     if m["count"] == 0 or sum(x["count"] for x in m["shards"]) != m["count"]:
         raise EdgekdError(f"{root}: calibration set is empty or its shard counts do not add up to count={m['count']}")
+    face = [3, *pre.input_size]
+    if m.get("shape") != face or m.get("dtype") != "float32":  # `calib show` prints these as verified
+        raise EdgekdError(f"{mpath}: shape {m.get('shape')!r} / dtype {m.get('dtype')!r} do not match the preprocessed "
+                          f"faces the set holds (float32 {face})")
+    if _count(m.get("identities")) is None or not isinstance(m.get("seed"), int) or not isinstance(
+            m.get("source_description"), str):
+        raise EdgekdError(f"{mpath}: malformed manifest (identities and seed must be integers, source_description "
+                          "a text)")
     for x in m["shards"]:
         if Path(x["file"]).name != x["file"] or x["file"] in ("", ".", ".."):
             raise EdgekdError(f"{mpath}: shard file {x['file']!r} is not a plain file name inside the set")

@@ -157,7 +157,10 @@ def open_training_faces(data, preprocess, folds, n: int, seed: int, tmp: Path):
 
     if (Path(str(data)) / "manifest.json").is_file():
         return open_calib(data, preprocess)
-    make_calib(str(data), tmp / "faces", n=n, seed=seed, preprocess=preprocess, folds=folds, progress=False)
+    try:
+        make_calib(str(data), tmp / "faces", n=n, seed=seed, preprocess=preprocess, folds=folds, progress=False)
+    except EdgekdError as e:  # name the user's --data, not the temporary set drawn from it
+        raise EdgekdError(str(e).replace(str(tmp / "faces"), f"--data {data}")) from None
     return open_calib(tmp / "faces", preprocess)
 
 
@@ -241,7 +244,7 @@ def run_qat(weights=None, data=None, out=None, model: str | None = None, steps: 
     from edgekd import __version__
     from edgekd.export import graph
     from edgekd.export.int8 import zero_points_zero
-    from edgekd.io import write_json_atomic
+    from edgekd.io import check_writable_dir, write_json_atomic
     from edgekd.models import load_model
 
     if data is None or out is None:
@@ -249,7 +252,7 @@ def run_qat(weights=None, data=None, out=None, model: str | None = None, steps: 
     if steps < 1:
         raise EdgekdError(f"--steps must be >= 1, got {steps}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(out.parent)  # before training; creates nothing (the writes are atomic and make the folder)
     student, info = load_model(weights, model)
     pre = student.preprocess
     if teacher is not None:

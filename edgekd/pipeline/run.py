@@ -23,7 +23,6 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, progress: bool = True) ->
         from edgekd.runtime.onnx_runtime import check_device
 
         check_device(cfg.runtime_device, f"runtime_device {cfg.runtime_device}")
-    out.mkdir(parents=True, exist_ok=True)
     threads = resolve_threads(cfg.threads)
     import torch
 
@@ -31,7 +30,8 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, progress: bool = True) ->
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc)
     load_start = list(os.getloadavg())
-    stages = build_stages(cfg, out)
+    stages = build_stages(cfg, out)  # checks the data source: a bad one fails before the folder exists
+    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "pipeline_config.json", cfg.to_dict())
     StageRunner(out, stages, progress=progress).run()
     wall = time.perf_counter() - t0
