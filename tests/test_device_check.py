@@ -133,3 +133,23 @@ def test_issue19_item_3_device_check_on_a_too_old_driver_is_one_line(tmp_path, m
     assert res.exit_code == 1 and res.output.startswith("Error: ") and len(res.output.strip().splitlines()) == 1
     assert "CUDA 13.0 runtime" in res.output and "CUDA 12.4" in res.output and "edgekd[trt-cu12]" in res.output
     assert not (tmp_path / "b").exists()
+
+
+def test_issue19_device_check_gate_data_makes_the_gated_qdq_file(tmp_path, monkeypatch, shared_data):
+    """`--calib C --gate-data D`: the INT8 engine is built from the accuracy-gated Q/DQ file quantized here (the
+    gate of `edgekd export`, on LFW fold 1 identities), on TensorRT 11.x (no calibrator at all)."""
+    from edgekd.device_check import run_device_check
+    from edgekd.export.calib import make_calib
+
+    make_calib("synthetic:16x4", tmp_path / "calib", n=64, progress=False)
+    doubles.install(monkeypatch, profile="jetson", trt_version="11.4.0")
+    try:
+        pairs = shared_data / "lfw" / "pairs.txt"
+        bundle = run_device_check(doubles.tiny_conv_face_onnx(tmp_path / "m.onnx"), pairs, tmp_path / "b", folds=[7],
+                                  calib=tmp_path / "calib", gate_data=pairs, gate_folds=[1], iterations=2,
+                                  batch_sizes=(1,), progress=False, log=lambda *a: None)
+    finally:
+        doubles.uninstall()
+    int8 = bundle["engines"]["int8"]
+    assert "error" not in int8 and int8["qdq_onnx"]["made_from"] == "calib+gate"
+    assert int8["qdq_onnx"]["gate"]["spec"] == "tar@0.0001=0.3" and int8["sidecar"]["onnx"].endswith("m.int8-gated.onnx")
