@@ -318,14 +318,19 @@ def test_sidecar_that_is_not_an_object_is_one_line(tmp_path, one_machine, conten
 
 
 def test_fixed_batch_engine_pads_and_chunks(tmp_path, machine):
-    """An engine with a static batch (profile min = max, as DLA builds are): no shape is set, short chunks are
-    zero-padded to the batch and every chunk runs (6 = 4 + 2 padded)."""
+    """A profile with min = opt = max (as DLA builds are): TensorRT keeps -1 in the engine's input shape, so the
+    shape is still set per chunk; short chunks are zero-padded to the batch and every chunk runs (6 = 4 + 2 padded).
+    The doubles once reported such an engine as static with the shape preset, so this path went untested."""
     state = machine()
     onnx_path, engine = build(tmp_path, profile=(4, 4, 4))
     x = doubles.faces(6)
     with open_engine(engine) as rt:
         np.testing.assert_allclose(rt(x), onnx_embeddings(onnx_path, x), rtol=1e-5, atol=1e-6)
     assert state.executions == [(4, 3, 112, 112), (4, 3, 112, 112)]
+    import tensorrt
+
+    engine_shape = tensorrt.Runtime(tensorrt.Logger()).deserialize_cuda_engine(engine.read_bytes()).get_tensor_shape("input")
+    assert engine_shape[0] == -1
 
 
 # ---- issue 19: the TensorRT path against the real APIs ---------------------------------------------------------
