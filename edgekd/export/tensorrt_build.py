@@ -6,6 +6,9 @@
   where BuilderFlag.FP16/INT8 and int8_calibrator are removed): the precision is in the graph itself, so the input
   is the FP16 ONNX or the Q/DQ INT8 ONNX written by `edgekd export`.
 The choice is made by probing the module (features first, version second) and recorded as `api_path`.
+`edgekd build` / device-check hand INT8 builds a Q/DQ graph on both paths (edgekd.export.run); the calibrator here
+serves callers of build_engine with a calib set on TensorRT 8.6/10.x (11.x has none). `build_network_engine`
+builds any network (one profile per dynamic input) for edgekd.runtime.tensorrt.engine.EngineRunner.
 tensorrt and the CUDA binding are imported lazily (edgekd.runtime.tensorrt): this module imports without them.
 The GPU identity in the sidecar comes from the CUDA device the build ran on, the same definition the runtime checks.
 """

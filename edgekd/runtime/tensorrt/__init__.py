@@ -4,7 +4,9 @@ numpy + tensorrt + one CUDA binding only, never torch or click: this is what run
 Layered as in Polygraphy (tools/Polygraphy/polygraphy/backend/trt/): the tensorrt import and its install hint here,
 `cuda` (one interface over pycuda and cuda-python), `sidecar` (the build record: write, read, check; the one
 definition of GPU identity), `bindings` (binding-API generation and I/O description), `loader` (sidecar check,
-then deserialise) and `runner` (TensorRTRuntime). Nothing imports tensorrt or a CUDA binding at import time.
+then deserialise), `runner` (TensorRTRuntime: a face model as an edgekd Runtime) and `engine` (EngineRunner: any
+network, named arrays in and out, e.g. a detector's stages). Nothing imports tensorrt or a CUDA binding at import
+time.
 """
 
 from __future__ import annotations
