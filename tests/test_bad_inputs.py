@@ -451,6 +451,8 @@ CASES = {
                                                "--out", t / "run"], ("--batch-size",), 2),
     "20 eval --batch-size 100000000": Case(lambda t: ["eval", "--onnx", _onnx(t, "m.onnx"), "--data", _bin(t),
                                                       "--batch-size", "100000000"], ("--batch-size",), 2),
+    "20 data pack under a file": Case(lambda t: ["data", "pack", "synthetic:2x2", _file(t) / "sub" / "out"],
+                                      ("X is a file",)),
     "20 pipeline --set data.source=/nonexistent": Case(
         lambda t: ["pipeline", "--out", t / "p", "--set", "data.source=/nonexistent"], ("/nonexistent",)),
 }
@@ -596,3 +598,129 @@ def test_usage_errors_keep_exit_status_2():
     """A malformed command line (not a bad input file) is click's usage error: exit 2, usage + one Error line."""
     r = invoke("train", "--steps", "abc")
     assert r.exit_code == 2 and "Traceback" not in r.output and r.output.count("Error:") == 1
+
+
+# ---- issue 20: cases that succeed (exit 0) with the right result, or need more than one command ----------------------
+
+def _png16(path: Path, grey: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(grey.astype(np.uint16)).save(path)  # mode I;16: a 16-bit grey PNG
+
+
+def test_sixteen_bit_png_faces_keep_their_levels(tmp_path):
+    """Item 1: 16-bit PNGs were clipped to white (mean 254.9) by convert("RGB"); pack + read keep the grey levels."""
+    levels = np.linspace(0, 65535, 112 * 112).reshape(112, 112)
+    for name in ("A", "B"):
+        (tmp_path / "src" / name).mkdir(parents=True)
+        for i in range(2):
+            _png16(tmp_path / "src" / name / f"{i}.png", levels)
+    r = invoke("data", "pack", tmp_path / "src", tmp_path / "rec")
+    assert r.exit_code == 0, r.output
+    from edgekd.data import open_dataset
+
+    img, _ = open_dataset(tmp_path / "rec")[0]
+    assert abs(float(img.mean()) - 127.5) < 1.5, img.mean()  # JPEG of a 0..255 ramp, not white squares
+
+
+def test_bom_in_pairs_and_label_lists(tmp_path):
+    """A UTF-8 byte-order mark (Windows editors) is skipped in pairs.txt and label.txt."""
+    _faces_tree(tmp_path)
+    (tmp_path / "pairs.txt").write_bytes("\ufeffA\t1\t2\nA\t1\tB\t1\n".encode())
+    r = invoke("data", "info", tmp_path / "pairs.txt", "--images-root", tmp_path / "img")
+    assert r.exit_code == 0 and "2 pairs (1 same)" in r.output, r.output
+    (tmp_path / "img" / "label.txt").write_bytes("\ufeffA/A_0001.jpg\t0\nB/B_0001.jpg\t1\n".encode())
+    r = invoke("data", "info", tmp_path / "img" / "label.txt")
+    assert r.exit_code == 0 and "2 images 112x112 (all decoded), 2 identities" in r.output, r.output
+
+
+def test_export_rerun_removes_a_killed_exports_temp(tmp_path, one_torch_thread):
+    """A kill -9 mid-write leaves `.m.onnx.<pid>-<random>.tmp`; the next successful export removes it, while a temp
+    of a writer still running (its pid alive) is kept."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead, live = out / ".m.onnx.999999999-k9x_abc.tmp", out / f".m.onnx.{os.getppid()}-live_abc.tmp"
+    dead.write_bytes(b"\x08half an onnx")
+    live.write_bytes(b"\x08being written")
+    r = invoke("export", "--model", "mbf", "--no-fp16", "--out", out / "m.onnx")
+    assert r.exit_code == 0, r.output
+    assert not dead.exists() and live.exists() and (out / "m.onnx").is_file()
+
+
+def test_250_byte_output_name(tmp_path):
+    """The temporary name (name + pid + random + .tmp) stays within 255 bytes for a 250-byte output name."""
+    name = "o" * 250
+    r = invoke("data", "pack", "synthetic:2x2", tmp_path / name)
+    assert r.exit_code == 0, r.output
+    assert tree(tmp_path) == sorted([name, f"{name}/property", f"{name}/train.idx", f"{name}/train.rec"])
+
+
+def test_errors_name_the_users_path_not_the_temp(tmp_path):
+    from edgekd.errors import EdgekdError
+    from edgekd.io import atomic_dir, atomic_path
+
+    with pytest.raises(EdgekdError) as e:
+        with atomic_path(tmp_path / "new" / "m.onnx") as tmp:
+            raise EdgekdError(f"{tmp}: exported graph fails onnx.checker")
+    assert str(e.value) == f"{tmp_path / 'new' / 'm.onnx'}: exported graph fails onnx.checker"
+    with pytest.raises(EdgekdError) as e:
+        with atomic_dir(tmp_path / "new" / "calib") as tmp:
+            raise EdgekdError(f"{tmp / 'shard_0000.npy'}: bad")
+    assert str(e.value) == f"{tmp_path / 'new' / 'calib' / 'shard_0000.npy'}: bad"
+    assert tree(tmp_path) == []  # and the folder the failed writes created is gone
+
+
+def test_report_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A report whose last file cannot be written leaves the earlier report as it was, not a mix."""
+    import errno
+
+    import edgekd.report.build as build
+
+    _report(tmp_path)
+    assert invoke("report", tmp_path / "results").exit_code == 0
+    report = tmp_path / "results" / "report"
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    real = build.json.dumps
+
+    def full_disk(obj, *a, **k):
+        if isinstance(obj, dict) and obj.get("kind") == "report":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, *a, **k)
+
+    (tmp_path / "results" / "eval" / "e.json").write_text(json.dumps({
+        "kind": "eval", "label": {"model": "r18", "method": "vanilla", "precision": "fp32", "artifact": "m"},
+        "accuracy_mean": 0.5, "accuracy_std": 0.01}))
+    monkeypatch.setattr(build.json, "dumps", full_disk)
+    line = error_line(invoke("report", tmp_path / "results"))
+    assert "report: write failed (No space left on device)" in line
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before
+    assert [p.name for p in report.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_report_json_has_no_bare_nan(tmp_path):
+    _report(tmp_path, eer=None, auc=None)
+    assert invoke("report", tmp_path / "results").exit_code == 0
+    text = (tmp_path / "results" / "report" / "report.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in report.json"))
+
+
+def test_qdq_with_nonzero_zero_points_gets_no_trtexec_line(tmp_path):
+    """TensorRT requires zero zero points: an asymmetric (u8) Q/DQ file gets the reason instead of a trtexec line."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    fp32 = _onnx(tmp_path, "m.onnx")
+    model = onnx.load(fp32)
+    g = model.graph
+    g.initializer.extend([numpy_helper.from_array(np.array(0.02, np.float32), "s"),
+                          numpy_helper.from_array(np.array(128, np.uint8), "zp")])  # u8, asymmetric
+    first = g.node[0]
+    first.input[0] = "dq"
+    g.node.insert(0, helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["dq"]))
+    g.node.insert(0, helper.make_node("QuantizeLinear", ["input", "s", "zp"], ["q"]))
+    helper.set_model_props(model, {"edgekd.precision": "int8"})
+    onnx.save(model, tmp_path / "m.int8.onnx")
+    r = invoke("build", "--onnx", fp32, "--typed-onnx", tmp_path / "m.int8.onnx", "--precision", "int8",
+               "--print-trtexec")
+    assert r.exit_code == 0, r.output
+    assert "TensorRT requires zero zero points" in r.output and "trtexec --onnx" not in r.output

@@ -70,7 +70,8 @@ def align(raw_dir, out_dir, landmarks, scale, size, identities_from, folds, work
     ids = lfw_fold_identities(identities_from, parse_folds(folds)) if identities_from else None
     m = align_folder(raw_dir, out_dir, landmarks, scale, _size(size), ids, overwrite, workers)
     click.echo(f"{out_dir}: {m['count']} faces of {m['identities']} identities aligned to {size}; "
-               f"{m['skipped_without_landmarks']} images without landmarks skipped")
+               f"{m['skipped_without_landmarks']} images without landmarks skipped"
+               + (f" (first: {m['skipped_examples'][0]})" if m["skipped_examples"] else ""))
 
 
 @data.command()

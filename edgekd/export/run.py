@@ -192,6 +192,7 @@ def print_trtexec(onnx: Path, typed_onnx: Path | None, engine: Path, precision: 
     INT8 lines take the Q/DQ graph only: trtexec's --int8 on a graph without Q/DQ nodes and without a calibration
     cache sets placeholder scales (a fast engine with meaningless embeddings, NVIDIA/TensorRT#2322), so where no
     Q/DQ file exists or can be made no INT8 line is printed, with the reason."""
+    from edgekd.export.int8 import zero_points_zero
     from edgekd.export.trtexec import trtexec_command
     from edgekd.preprocess import Preprocess
 
@@ -206,6 +207,11 @@ def print_trtexec(onnx: Path, typed_onnx: Path | None, engine: Path, precision: 
         log("(no INT8 trtexec line: without a Q/DQ ONNX trtexec would calibrate with placeholder scales, giving "
             "wrong embeddings; pass --calib calib/NAME (a Q/DQ file is made from it) or the Q/DQ file written by "
             "`edgekd export --calib`)")
+        return
+    if precision == "int8" and not zero_points_zero(graph.load(typed_onnx)):
+        log(f"(no INT8 trtexec line: {typed_onnx} has non-zero Q/DQ zero points (asymmetric, e.g. ONNX Runtime's "
+            "u8 activations) and TensorRT requires zero zero points; use the Q/DQ file `edgekd export --calib` "
+            "writes for TensorRT)")
         return
     flags_src = typed_onnx if precision == "int8" else onnx  # builder flags take the Q/DQ graph too
     log("trtexec, TensorRT 8.6/10.0 (builder flags):\n  " +
