@@ -358,3 +358,116 @@ SET_KEYS = ["train.steps", "train.batch_size", "train.lr", "methods", "students"
 def test_pipeline_set_values(key, value):
     settings_mod = pytest.importorskip("edgekd.pipeline.settings")
     expect_clean(lambda: settings_mod.load_pipeline_config(None, [f"{key}={value}"]), "--set")
+
+
+# ---- issue 20: image modes and bit depths, duplicates, non-finite and degenerate values -----------------------------
+
+def _png(width: int, height: int, depth: int, color: int, raw_rows: bytes) -> bytes:
+    """A PNG written by hand (Pillow cannot write 16-bit RGB): filter type 0 on every row."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw_rows)) + chunk(b"IEND", b"")
+
+
+MODES = ["L", "P", "CMYK", "LA", "RGBA", "PA", "I;16", "I;16B", "I", "RGB48", "1"]
+
+
+@FAST
+@given(mode=st.sampled_from(MODES), level=st.integers(0, 65535), h=st.integers(1, 9), w=st.integers(1, 9))
+def test_every_mode_decodes_to_its_8_bit_level(mode, level, h, w):
+    """A uniform image of `level` (16-bit scale; its high byte for 8-bit modes) decodes to uint8 H x W x 3 of the
+    same brightness in every mode: 16-bit grey used to clip to 255."""
+    import io
+
+    from PIL import Image
+
+    from edgekd.data.image import decode_image
+
+    want8 = round(level * 255 / 65535)
+    if mode == "RGB48":
+        row = b"\0" + level.to_bytes(2, "big") * 3 * w
+        data = _png(w, h, 16, 2, row * h)
+    else:
+        if mode in ("I;16", "I;16B", "I"):
+            im = Image.new(mode, (w, h), level)
+        else:
+            want8 = level >> 8 if mode != "1" else (255 if level >> 8 >= 128 else 0)
+            im = Image.new("L", (w, h), level >> 8).convert(mode)
+        buf = io.BytesIO()
+        im.save(buf, format="TIFF" if mode in ("CMYK", "LA", "PA", "I;16B", "I") else "PNG")
+        data = buf.getvalue()
+    img = decode_image(data, "x.png")
+    assert img.dtype == np.uint8 and img.shape == (h, w, 3)
+    assert np.abs(img.astype(int) - want8).max() <= 1, (mode, level, img[0, 0], want8)
+
+
+@CHEAP
+@given(pairs=st.lists(st.tuples(st.sampled_from("AB"), st.integers(1, 3), st.sampled_from("AB"), st.integers(1, 3)),
+                      min_size=1, max_size=12))
+def test_pairs_txt_duplicates_found(tmp_path_factory, pairs):
+    """A pairs.txt parses iff no line pairs an image with itself and no pair repeats (in either order)."""
+    from edgekd.data.verification import parse_pairs
+
+    path = tmp_path_factory.mktemp("dup") / "pairs.txt"
+    path.write_text("".join(f"{a}\t{i}\t{j}\n" if a == b else f"{a}\t{i}\t{b}\t{j}\n" for a, i, b, j in pairs))
+    keys = [frozenset({(a, i), (b, j)}) for a, i, b, j in pairs]
+    clean = all(len(k) == 2 for k in keys) and len(set(keys)) == len(keys)
+    try:
+        parse_pairs(path)
+    except EdgekdError as e:
+        assert not clean and str(path) in str(e) and ("itself" in str(e) or "repeats the pair" in str(e)), str(e)
+    else:
+        assert clean
+
+
+@FAST
+@given(entries=st.lists(st.sampled_from(["images/00000000.jpg", "images/00000001.jpg", "images/00000002.jpg",
+                                         "./images/00000001.jpg", "images/../images/00000002.jpg"]),
+                        min_size=1, max_size=6))
+def test_label_list_duplicates_found(label_tree, entries):
+    """The same image under two spellings is found: paths are compared resolved."""
+    from edgekd.data import open_dataset
+
+    (label_tree / "dup.txt").write_text("".join(f"{e}\t{k % 2}\n" for k, e in enumerate(entries)))
+    resolved = [(label_tree / e).resolve() for e in entries]
+    try:
+        open_dataset(label_tree / "dup.txt")
+    except EdgekdError as e:
+        assert len(set(resolved)) < len(resolved) and "listed again" in str(e), str(e)
+    else:
+        assert len(set(resolved)) == len(resolved)
+
+
+@CHEAP
+@given(n=st.integers(1, 6), d=st.integers(1, 6), dtype=st.sampled_from(["float32", "float16", "float64", "int64",
+                                                                        "int8"]),
+       bad=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.sampled_from([np.nan, np.inf, -np.inf])),
+                    max_size=3),
+       zero_rows=st.lists(st.integers(0, 5), max_size=2), seed=st.integers(0, 9))
+def test_embedding_check_refuses_exactly_the_bad_outputs(n, d, dtype, bad, zero_rows, seed):
+    """Runtime.check_embeddings: float N x D (D >= 2), finite, no zero row passes unchanged; anything else is an
+    EdgekdError naming the artifact."""
+    from edgekd.preprocess import ARCFACE
+    from edgekd.runtime.base import Runtime
+
+    y = np.random.default_rng(seed).uniform(0.5, 2.0, (n, d))
+    for i, j, v in bad:
+        if i < n and j < d:
+            y[i, j] = v
+    for i in zero_rows:
+        if i < n:
+            y[i] = 0
+    y = y.astype(dtype) if dtype.startswith("float") else np.nan_to_num(y).astype(dtype)
+    ok = dtype.startswith("float") and d >= 2 and np.isfinite(y).all() and y.any(axis=1).all()
+    rt = Runtime(ARCFACE, 512, artifact=Path("m.onnx"))
+    try:
+        out = rt.check_embeddings(y)
+    except EdgekdError as e:
+        assert not ok and str(e).startswith("m.onnx: "), str(e)
+    else:
+        assert ok and out is not None and out.shape == (n, d)
