@@ -327,3 +327,15 @@ def test_issue19_item_2_int8_trtexec_lines_never_use_placeholder_scales(tmp_path
             r = trtexec.run(line, major)
             assert r["ok"] and r["int8_scales"] == "qdq", (line, major, r)
     assert ("m.int8-minmax.onnx" if given == "calib" else "m.int8-gated.onnx") in typed_line
+
+
+@pytest.mark.parametrize("profile,workspace,match", [((0, 1, 2), 64, "1 <= min <= opt <= max"),
+                                                     ((4, 2, 8), 64, "1 <= min <= opt <= max"),
+                                                     ((1, 2, 2.5), 64, "whole numbers"),
+                                                     ((1, 8, 16), 0, "workspace")])
+def test_build_refuses_a_bad_profile_or_workspace_before_tensorrt(tmp_path, machine, profile, workspace, match):
+    """The library side of --profile / --workspace (the CLI checks them too): refused before any TensorRT call."""
+    state = machine()
+    with pytest.raises(EdgekdError, match=match):
+        build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp32", profile, workspace)
+    assert not state.builds and not (tmp_path / "m.engine").exists()

@@ -97,9 +97,13 @@ def build_engine(onnx_path, engine_path, precision: str | None = None, profile: 
     `precision` None: the graph's own (edgekd.precision metadata), so FP16 / Q/DQ files build as themselves."""
     if trt is None:
         trt = import_tensorrt()
+    if len(profile) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in profile):
+        raise EdgekdError(f"batch profile must be three whole numbers MIN,OPT,MAX, got {profile}")
     lo, opt, hi = profile
     if not 1 <= lo <= opt <= hi:
         raise EdgekdError(f"batch profile must satisfy 1 <= min <= opt <= max, got {profile}")
+    if not isinstance(workspace_mib, int) or isinstance(workspace_mib, bool) or workspace_mib < 1:
+        raise EdgekdError(f"workspace must be a whole number of MiB >= 1, got {workspace_mib!r}")
     model = graph.load(onnx_path)
     meta = graph.read_metadata(model)
     pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else ARCFACE
