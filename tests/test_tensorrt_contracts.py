@@ -556,3 +556,25 @@ def test_engine_runner_runs_any_network_with_dynamic_shapes(tmp_path, machine):
         with pytest.raises(EdgekdError, match="outside the engine's profile"):
             run({"input": np.zeros((1, 3, 65, 20), np.float32)})
     assert not state.memory
+
+
+def test_half_precision_io_tensors_are_converted(tmp_path, machine):
+    """I/O dtypes follow the graph (the doubles once said FLOAT for every tensor): an engine with float16 input and
+    output takes float32 faces and returns float32 embeddings."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from edgekd.export import graph
+
+    machine()
+    src = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    half = convert_float_to_float16(graph.load(src), keep_io_types=False)
+    graph.set_metadata(half, {**graph.read_metadata(graph.load(src)), "precision": "fp16"})
+    graph.save(half, tmp_path / "h.fp16.onnx")
+    from edgekd.export.tensorrt_build import build_engine
+
+    build_engine(tmp_path / "h.fp16.onnx", tmp_path / "h.fp16.engine", "fp16", (1, 8, 16))
+    x = doubles.faces(3)
+    with open_engine(tmp_path / "h.fp16.engine") as rt:
+        y = rt(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, onnx_embeddings(src, x), rtol=2e-2, atol=2e-3)
