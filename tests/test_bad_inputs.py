@@ -453,6 +453,11 @@ CASES = {
                                                       "--batch-size", "100000000"], ("--batch-size",), 2),
     "20 data pack under a file": Case(lambda t: ["data", "pack", "synthetic:2x2", _file(t) / "sub" / "out"],
                                       ("X is a file",)),
+    "20 bench --onnx model.pt": Case(lambda t: ["bench", "--onnx", _file(t, "model.pt")], ("model.pt", "--weights")),
+    "20 eval --weights m.onnx": Case(lambda t: ["eval", "--weights", _onnx(t, "m.onnx"), "--data", _bin(t)],
+                                     ("m.onnx", "an ONNX file", "--onnx")),
+    "20 train --model-opt unknown": Case(lambda t: ["train", *TRAIN, "--model-opt", "wingspan=3", "--out", t / "run"],
+                                         ("--model-opt", "wingspan")),
     "20 pipeline --set data.source=/nonexistent": Case(
         lambda t: ["pipeline", "--out", t / "p", "--set", "data.source=/nonexistent"], ("/nonexistent",)),
 }
@@ -724,3 +729,46 @@ def test_qdq_with_nonzero_zero_points_gets_no_trtexec_line(tmp_path):
                "--print-trtexec")
     assert r.exit_code == 0, r.output
     assert "TensorRT requires zero zero points" in r.output and "trtexec --onnx" not in r.output
+
+
+def test_align_names_a_photo_without_landmarks(tmp_path):
+    from edgekd.data.image import encode_jpeg
+
+    (tmp_path / "raw" / "A").mkdir(parents=True)
+    for i in (1, 2):
+        (tmp_path / "raw" / "A" / f"A_000{i}.jpg").write_bytes(encode_jpeg(np.full((250, 250, 3), 90, np.uint8)))
+    (tmp_path / "lm.txt").write_text("A/A_0001.jpg\t96\t112\t152\t111\t125\t140\t101\t168\t147\t167\n")
+    r = invoke("data", "align", tmp_path / "raw", tmp_path / "out", "--landmarks", tmp_path / "lm.txt", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert "1 images without landmarks skipped (first: A/A_0002.jpg)" in r.output
+
+
+def test_bench_warnings_are_one_line(tmp_path):
+    """A warning (here: an ONNX file without edgekd metadata) is one `Warning:` line on stderr, not Python's
+    `file:line: UserWarning` plus the source line. A process of its own: pytest captures warnings in-process."""
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "from edgekd.cli import cli; cli()", "bench", "--onnx",
+                        str(_onnx(tmp_path, "m.onnx")), "-b", "1", "-n", "1", "--warmup", "0", "--min-time", "0",
+                        "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("Warning: ") and "no edgekd preprocess metadata" in r.stderr, r.stderr
+    assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr
+
+
+def test_qat_errors_name_the_data_not_its_temp_copy(tmp_path, monkeypatch, one_torch_thread):
+    """qat draws --data into a temporary calibration set; an error there names --data, not /tmp/edgekd-qat-data-*."""
+    import edgekd.export.calib as calib
+    from edgekd.models import create_model, save_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", create_model("mbf"), "mbf", {})
+
+    def failing(source, out, *a, **k):
+        raise EdgekdError(f"{out}: write failed (No space left on device); nothing was written")
+
+    from edgekd.errors import EdgekdError
+
+    monkeypatch.setattr(calib, "make_calib", failing)
+    line = error_line(invoke("qat", "--weights", tmp_path / "m.pt", "--data", "synthetic:2x2", "--out",
+                             tmp_path / "q.onnx", "--steps", "1", "--quiet"))
+    assert "--data synthetic:2x2: write failed" in line and "edgekd-qat-data" not in line

@@ -101,7 +101,10 @@ class Trainer:
         self.num_classes = self._check_data()
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        self.model = create_model(cfg.model, **cfg.model_kwargs)
+        try:
+            self.model = create_model(cfg.model, **cfg.model_kwargs)
+        except EdgekdError as e:  # say where the options came from
+            raise EdgekdError(f"model_kwargs {cfg.model_kwargs} (--model-opt, config file or resumed run): {e}") from None
         if cfg.init_weights and resumed is None:
             self._load_init()
         self.objective = self._build_objective(objective)
