@@ -1,4 +1,4 @@
-"""Issue 10's bad-input cases as a table, run as a user would (the CLI): exit status 1, exactly one `Error:` line
+"""Issue 10's and issue 20's bad-input cases as a table, run as a user would (the CLI): exit status 1, exactly one `Error:` line
 naming the file, no traceback, and no output left behind (only what the case itself set up remains).
 
 A full disk is a real 256 KiB tmpfs where this runs as root (CI containers), else torch.save's own failure
@@ -759,14 +759,13 @@ def test_bench_warnings_are_one_line(tmp_path):
 def test_qat_errors_name_the_data_not_its_temp_copy(tmp_path, monkeypatch, one_torch_thread):
     """qat draws --data into a temporary calibration set; an error there names --data, not /tmp/edgekd-qat-data-*."""
     import edgekd.export.calib as calib
+    from edgekd.errors import EdgekdError
     from edgekd.models import create_model, save_checkpoint
 
     save_checkpoint(tmp_path / "m.pt", create_model("mbf"), "mbf", {})
 
     def failing(source, out, *a, **k):
         raise EdgekdError(f"{out}: write failed (No space left on device); nothing was written")
-
-    from edgekd.errors import EdgekdError
 
     monkeypatch.setattr(calib, "make_calib", failing)
     line = error_line(invoke("qat", "--weights", tmp_path / "m.pt", "--data", "synthetic:2x2", "--out",
