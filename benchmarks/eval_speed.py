@@ -73,7 +73,7 @@ def prepare(model: str, work: Path) -> tuple[Path, Path]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         save_checkpoint(ckpt, create_model(model).eval(), model, {})
-    export_model(ckpt, out=onnx, fp16=False, log=lambda *a: None)
+    export_model(weights=ckpt, out=onnx, fp16=False, log=lambda *a: None)
     return ckpt, onnx
 
 

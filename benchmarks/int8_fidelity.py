@@ -32,7 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import Record, interleaved, machine_line, inputs_lines, write_result  # noqa: E402
+from edgekd.artifacts import Variant, export_report_path, onnx_path, qat_variant  # noqa: E402
+from edgekd.export.int8 import METHODS  # noqa: E402
+
+GATED, CPU_FORM = Variant("int8", "gated").tag, Variant("int8", "cpu").tag  # export report keys
+
+from _common import Record, code_key, interleaved, machine_line, inputs_lines, write_result  # noqa: E402
 
 MODELS = {
     "foamliu": ("mobilefacenet_ms1m_foamliu", "weights/mobilefacenet_ms1m_foamliu/mobilefacenet.pt"),
@@ -77,29 +82,31 @@ def gate_set(root: Path, shared: Path) -> Path:
 
 def export_dir(work: Path, weights: Path, calib, gate: Path, gate_images: int | None) -> Path:
     """The export's cache folder: keyed by (weights, calib, gate spec, gate data, gate size, quantizer version)."""
-    key = hashlib.sha256(f"{_sha(weights)} {calib.sha256} {GATE} {_sha(gate / 'manifest.json')} {gate_images} v5"
+    key = hashlib.sha256(f"{_sha(weights)} {calib.sha256} {GATE} {_sha(gate / 'manifest.json')} {gate_images} "
+                         f"{code_key('edgekd/export')}"
                          .encode()).hexdigest()[:16]
     return work / f"export-{key}"
 
 
 def export_stage(work: Path, name: str, weights: Path, calib, gate: Path, gate_images: int | None) -> dict:
     """`edgekd export` as users run it, cached (export_dir)."""
-    from edgekd.errors import EdgekdError
+    from edgekd.export.gate import GateNotMet
     from edgekd.export.run import export_model
 
     out = export_dir(work, weights, calib, gate, gate_images) / f"{name}.onnx"
-    report_path = Path(f"{out.with_suffix('')}.export_report.json")
+    report_path = export_report_path(out)
     if report_path.is_file():
         return json.loads(report_path.read_text())
     common = dict(weights=weights, model=name, out=out, fp16=False, calib=calib.root,
-                  calib_methods=("minmax", "entropy", "percentile"), gate_data=gate,
+                  calib_methods=METHODS, gate_data=gate,
                   gate_limit=gate_images, log=log, progress=False)
     try:
         report = export_model(int8_gate=GATE, **common)
-    except EdgekdError as e:  # gate not met: record it and still measure the other artifacts
+    except GateNotMet as e:  # record it and still measure the other artifacts
         log(f"GATE NOT MET: {e}")
         report = export_model(**common)
         report["gate_error"] = str(e)
+        report["gate_best"] = {"method": e.best["method"], "float_layers": e.best["float_layers"]}
         from edgekd.io import write_json_atomic
 
         write_json_atomic(report_path, report)
@@ -113,8 +120,8 @@ def qat_stage(work: Path, name: str, weights: Path, calib, pairs: Path, gate: Pa
     from edgekd.export.qat import run_qat
 
     key = hashlib.sha256(f"{_sha(weights)} {calib.sha256} {_sha(gated) if gated else ''} {seed} {steps} {lr} {faces} "
-                         f"{_sha(gate / 'manifest.json')} {gate_images} v3".encode()).hexdigest()[:16]
-    out = work / f"qat-{key}" / f"{name}.int8-qat-s{seed}.onnx"
+                         f"{_sha(gate / 'manifest.json')} {gate_images} {code_key('edgekd/export')}".encode()).hexdigest()[:16]
+    out = onnx_path(work / f"qat-{key}" / name, qat_variant(seed))
     rep = Path(f"{out.with_suffix('')}.qat.json")
     if rep.is_file():
         return json.loads(rep.read_text())
@@ -147,16 +154,10 @@ def embeddings(path: Path, data, cache: Path, cached_only: bool = False) -> np.n
 
 def speed(paths: dict[str, Path], input_size, threads: int = 2, rounds: int = 9) -> dict:
     """ORT CPU latency at batch 1 and 32, interleaved; ratio to fp32 (ratio < 1: faster)."""
-    import onnxruntime as ort
+    from edgekd.runtime.onnx_session import session_from_onnx
 
     out = {}
-    sessions = {}
-    for k, p in paths.items():
-        o = ort.SessionOptions()
-        o.intra_op_num_threads = threads
-        o.inter_op_num_threads = 1
-        o.log_severity_level = 3
-        sessions[k] = ort.InferenceSession(str(p), o, providers=["CPUExecutionProvider"])
+    sessions = {k: session_from_onnx(p, threads=threads, inter_op_threads=1) for k, p in paths.items()}
     for batch in (1, 32):
         x = np.random.default_rng(0).normal(size=(batch, 3, *input_size)).astype(np.float32)
         fns = {k: (lambda s: (lambda a: s.run(None, {s.get_inputs()[0].name: a})))(s) for k, s in sessions.items()}
@@ -228,23 +229,17 @@ def gate_noise_floor(fp32: Path, data, cache: Path, bootstrap: int,
             "impostor_pairs": base.num_impostor, "levels": out}
 
 
-def best_gate_candidate(fp32: Path, calib, gate_error: str, work: Path) -> Path | None:
-    """When the gate failed, rebuild the best candidate it reported (method + its k most sensitive layers in float,
-    the same deterministic ranking) so it can be judged on the evaluation images like the other files."""
-    import re
-
-    from edgekd.export.gate import sensitivity
+def best_gate_candidate(fp32: Path, calib, best: dict | None, work: Path) -> Path | None:
+    """When the gate failed, rebuild the best candidate it reported (GateNotMet.best: its method and float layers)
+    so it can be judged on the evaluation images like the other files."""
     from edgekd.export.int8 import Int8Quantizer
 
-    m = re.search(r"best was (\w+) with (\d+) float layers", gate_error or "")
-    if not m:
+    if not best:
         return None
-    method, k = m[1], int(m[2])
-    dst = work / f"gate-best-{method}-{k}.onnx"
+    method, layers = best["method"], best["float_layers"]
+    dst = work / f"gate-best-{method}-{len(layers)}-{hashlib.sha256(' '.join(layers).encode()).hexdigest()[:8]}.onnx"
     if not dst.is_file():
         with Int8Quantizer(fp32, calib) as q:
-            q.write(q.tmp / "ranked.onnx", method)
-            layers = [r["node"] for r in sensitivity(q, q.tmp / "ranked.onnx")][:k]
             q.write(dst, method, layers, extra_meta={"note": "best INT8 gate candidate (gate not met)"})
     return dst
 
@@ -270,9 +265,8 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
     log(f"[{key}] calibration set {calib.root}: {calib.count} faces")
     gate = gate_set(Path(args.work), shared)
     folder = export_dir(work, weights, calib, gate, args.gate_images)
-    if args.cached_only and not list(folder.glob("*.export_report.json")):
-        files = {"fp32": folder / f"{name}.onnx", **{f"int8-{m}": folder / f"{name}.int8-{m}.onnx"
-                                                          for m in ("minmax", "entropy", "percentile")}}
+    if args.cached_only and not export_report_path(folder / name).is_file():
+        files = {v.tag: onnx_path(folder / name, v) for v in [Variant("fp32")] + [Variant("int8", m) for m in METHODS]}
         files = {k: p for k, p in files.items() if p.is_file()}
         if "fp32" not in files:
             return {"model": name, "not_measured": "export had not written its files before this run's deadline"}
@@ -283,24 +277,24 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
     else:
         report = export_stage(work, name, weights, calib, gate, args.gate_images)
     arts = {k: Path(a["path"]) for k, a in report["artifacts"].items()}
-    gated = arts.get("int8-gated")
+    gated = arts.get(GATED)
     qat_reports = {}
     for seed in (args.qat_seeds if key in args.qat_models else []):
-        found = sorted(work.glob(f"qat-*/*.int8-qat-s{seed}.qat.json"))
+        found = sorted(work.glob(f"qat-*/{onnx_path(name, qat_variant(seed)).stem}.qat.json"))
         if args.cached_only and not found:
-            qat_reports[f"int8-qat-s{seed}"] = {"not_measured": "QAT run had not finished before this run's deadline"}
+            qat_reports[qat_variant(seed).tag] = {"not_measured": "QAT run had not finished before this run's deadline"}
             continue
         r = json.loads(found[0].read_text()) if args.cached_only else \
             qat_stage(work, name, weights, calib, pairs, gate, gated, seed, args.qat_steps, args.gate_images,
                       args.qat_faces, args.qat_lr)
-        arts[f"int8-qat-s{seed}"] = Path(r["path"])
-        qat_reports[f"int8-qat-s{seed}"] = {k: r[k] for k in ("loss_first", "loss_last", "steps", "seed", "lr",
+        arts[qat_variant(seed).tag] = Path(r["path"])
+        qat_reports[qat_variant(seed).tag] = {k: r[k] for k in ("loss_first", "loss_last", "steps", "seed", "lr",
                                                                "float_layers", "zero_points_zero", "seconds")}
         gate_float = (report.get("int8_gate") or {}).get("float_layers", [])
-        qat_reports[f"int8-qat-s{seed}"]["same_float_layers_as_gated"] = sorted(r["float_layers"]) == sorted(gate_float)
+        qat_reports[qat_variant(seed).tag]["same_float_layers_as_gated"] = sorted(r["float_layers"]) == sorted(gate_float)
     if not args.cached_only:
         arts["int8-minmax, ORT default placement"] = ort_default_placement(arts["fp32"], calib, work)
-        best = best_gate_candidate(arts["fp32"], calib, report.get("gate_error"), work)
+        best = best_gate_candidate(arts["fp32"], calib, report.get("gate_best"), work)
         if best is not None:
             arts["int8 best gate candidate (gate not met)"] = best
     data = load_gate_data(pairs, pre, folds=EVAL_FOLDS, limit=None)
@@ -337,13 +331,13 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
     from edgekd.eval.allpairs import paired_tar_drop, score_all_pairs
 
     ref = score_all_pairs(embs["fp32"], data.labels)
-    gated_ps = score_all_pairs(embs["int8-gated"], data.labels) if "int8-gated" in embs else None
+    gated_ps = score_all_pairs(embs[GATED], data.labels) if GATED in embs else None
     for k in embs:
         if k != "fp32":
             ps = score_all_pairs(embs[k], data.labels)
             rows[k]["tar_drop_vs_fp32_pt"] = {f"{f:.0e}": paired_tar_drop(ref, ps, f, args.bootstrap)
                                               for f in (1e-3, 1e-4, 1e-5)}
-            if k.startswith("int8-qat") and gated_ps is not None:  # > 0: QAT below gated PTQ (paired, same images)
+            if k.startswith(qat_variant("").tag) and gated_ps is not None:  # > 0: QAT below gated PTQ (paired, same images)
                 rows[k]["tar_drop_vs_gated_pt"] = {f"{f:.0e}": paired_tar_drop(gated_ps, ps, f, args.bootstrap)
                                                    for f in (1e-3, 1e-4, 1e-5)}
     floor = {name: gate_noise_floor(arts["fp32"], d, Path(args.work) / "emb", args.bootstrap) for name, d in (
@@ -354,13 +348,13 @@ def evaluate_model(key: str, args, rec: Record, shared: Path) -> dict:
         if key == "foamliu" else None
     forms = cpu_form_candidates(arts["fp32"], calib, (report.get("int8_gate") or {}).get("float_layers", []),
                                 (report.get("int8_gate") or {}).get("method", "minmax"), work)
-    choice = report["artifacts"].get("int8-cpu", {}).get("form_choice") or {}
-    speed_paths = {"fp32": arts["fp32"], "int8-minmax (S8S8 Q/DQ)": arts["int8-minmax"],
-                   **({"int8-cpu (as exported)": arts["int8-cpu"]} if "int8-cpu" in arts else {}),
+    choice = report["artifacts"].get(CPU_FORM, {}).get("form_choice") or {}
+    speed_paths = {"fp32": arts["fp32"], "int8-minmax (S8S8 Q/DQ)": arts[Variant("int8", "minmax").tag],
+                   **({"int8-cpu (as exported)": arts[CPU_FORM]} if CPU_FORM in arts else {}),
                    **{f"cpu form {f}, gated layers": p for f, p in forms.items()}}
     log(f"[{key}] speed ...")
     sp = speed(speed_paths, pre.input_size)
-    return {"model": name, "export_report": str(Path(report["onnx"]["path"]).with_suffix("")) + ".export_report.json",
+    return {"model": name, "export_report": str(export_report_path(report["onnx"]["path"])),
             "gate": report.get("int8_gate"), "gate_error": report.get("gate_error"), "cpu_choice": choice,
             "gate_note": report.get("gate_note"), "artifacts": rows,
             "qat": qat_reports, "speed": sp, "gate_noise_floor": floor, "eval_data": data.describe(), "calib": {
@@ -387,7 +381,7 @@ def r18_speed(args, rec: Record, shared: Path) -> dict:
         export_model(model="r18", out=out, fp16=False, calib=calib.root, log=log, progress=False)
     forms = cpu_form_candidates(out, calib, [], "minmax", work)
     log("[r18] speed ...")
-    return speed({"fp32": out, "int8-minmax (S8S8 Q/DQ)": Path(f"{out.with_suffix('')}.int8-minmax.onnx"),
+    return speed({"fp32": out, "int8-minmax (S8S8 Q/DQ)": onnx_path(out, Variant("int8", "minmax")),
                   **{f"cpu form {f}": p for f, p in forms.items()}}, pre.input_size, rounds=3)
 
 
@@ -449,7 +443,7 @@ def markdown(result: dict) -> str:
         if zp:
             lines += ["", "Every QuantizeLinear/DequantizeLinear zero point is 0 (TensorRT's requirement): " + "; ".join(
                 f"{k} {'yes' if v else 'no'}" for k, v in zp.items()) + "."]
-        qat_rows = {k: r for k, r in m["artifacts"].items() if k.startswith("int8-qat") and r.get("tar_drop_vs_gated_pt")}
+        qat_rows = {k: r for k, r in m["artifacts"].items() if k.startswith(qat_variant("").tag) and r.get("tar_drop_vs_gated_pt")}
         if qat_rows:
             lines += ["", "QAT vs gated PTQ, paired on the same images (drop > 0: QAT below gated), TAR@1e-4: " + "; ".join(
                 f"{k}: {r['tar_drop_vs_gated_pt']['1e-04']['drop_pt']:+.2f} pt [95 % CI "
@@ -542,7 +536,7 @@ def main(argv=None) -> None:
         calib = make_calib_set(work, pairs, create_model(name).preprocess, args.calib_n)
         gate = gate_set(Path(args.work), shared)
         report = export_stage(work, name, shared / rel, calib, gate, args.gate_images)
-        gated = report["artifacts"].get("int8-gated", {}).get("path")
+        gated = report["artifacts"].get(GATED, {}).get("path")
         for seed in args.qat_seeds:
             r = qat_stage(work, name, shared / rel, calib, pairs, gate, Path(gated) if gated else None, seed,
                           args.qat_steps, args.gate_images, args.qat_faces, args.qat_lr)

@@ -116,10 +116,16 @@ def export_report_path(member: str | Path) -> Path:
     return base.with_name(base.name + EXPORT_REPORT)
 
 
+def gated_int8_onnx(member: str | Path) -> Path | None:
+    """The accuracy-gated Q/DQ file of the family, if `edgekd export --int8-gate` wrote one: TensorRT INT8 builds
+    prefer it to any calibration method's file."""
+    gated = onnx_path(member, Variant("int8", GATED))
+    return gated if gated.is_file() else None
+
+
 def int8_onnx_for_tensorrt(member: str | Path, method: str) -> Path:
     """The Q/DQ file a TensorRT INT8 build uses: the accuracy-gated file when it exists, else `int8-<method>`."""
-    gated = onnx_path(member, Variant("int8", GATED))
-    return gated if gated.is_file() else onnx_path(member, Variant("int8", method))
+    return gated_int8_onnx(member) or onnx_path(member, Variant("int8", method))
 
 
 def typed_onnx_for(member: str | Path, precision: str, method: str) -> Path:
@@ -127,6 +133,11 @@ def typed_onnx_for(member: str | Path, precision: str, method: str) -> Path:
     if precision == "int8":
         return int8_onnx_for_tensorrt(member, method)
     return onnx_path(member, Variant(precision))
+
+
+def qat_variant(seed) -> Variant:
+    """The INT8 variant `edgekd qat` writes for one seed (tag "int8-qat-s<seed>")."""
+    return Variant("int8", f"qat-s{seed}")
 
 
 def artifact_kind(path: str | Path) -> str:

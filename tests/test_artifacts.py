@@ -59,3 +59,17 @@ def test_invalid_variants_are_refused(bad):
 def test_artifact_kind():
     assert [a.artifact_kind(p) for p in ("m.engine", "m.PLAN", "m.onnx", "m.pt")] == \
         ["engine", "engine", "onnx", "checkpoint"]
+
+
+def test_artifact_suffixes_are_spelled_only_in_the_naming_module():
+    """A new INT8 form or artifact kind must not need edits all over the package: outside edgekd/artifacts.py no
+    string (code, help text or docstring) spells an artifact suffix."""
+    import ast
+    import re
+
+    root = Path(a.__file__).parent
+    literal = re.compile(r"\.int8-|\.fp16\.|(?<!tensorrt)\.engine\b|\.plan\b|\.export_report\.json|\.calib-")
+    found = [f"{p.relative_to(root)}:{node.lineno}: {node.value[:80]!r}" for p in sorted(root.rglob("*.py"))
+             if p.name != "artifacts.py" for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and literal.search(node.value)]
+    assert found == []

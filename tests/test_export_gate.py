@@ -69,10 +69,13 @@ def test_two_calibration_subsets_same_verdict_and_zero_points(tiny):
 
 def test_unsatisfiable_gate_is_one_error(tiny):
     with Int8Quantizer(tiny["onnx"], open_calib(tiny["root"] / "calib_blank")) as q:
-        with pytest.raises(EdgekdError, match=r"INT8 gate tar@0.001=0.1 not met: best was .* float layers") as e:
+        with pytest.raises(gate.GateNotMet, match=r"INT8 gate tar@0.001=0.1 not met: best was .* float layers") as e:
             gate.run_gate(q, tiny["fp32"], tiny["data"], gate.parse_spec("tar@1e-3=0.1"), tiny["root"] / "x.onnx",
                           methods=("minmax",), log=lambda *a: None)
-    assert "\n" not in str(e.value)
+    assert isinstance(e.value, EdgekdError) and "\n" not in str(e.value)
+    report, best = e.value.report, e.value.best  # callers read fields, never the message
+    assert not report["passed"] and best["method"] == report["method"] == "minmax"
+    assert best["float_layers"] == report["float_layers"] and best["drop_pt_upper95"] > 0.1
     assert not (tiny["root"] / "x.onnx").exists()
 
 
@@ -106,13 +109,11 @@ def test_int8_stage_writes_gated_cpu_and_thresholds(tiny, tmp_path):
     import onnx
 
     from edgekd.eval.allpairs import allpairs_metrics, stored_thresholds
-    from edgekd.export.run import artifact_path
-
     out = tmp_path / "face.onnx"
     shutil.copy(tiny["onnx"], out)
     artifacts = {"fp32": {"precision": "fp32", "path": out}}
     with Int8Quantizer(out, open_calib(tiny["root"] / "calib0")) as q:
-        report = gate.int8_stage(out, artifacts, q, gate.parse_spec("tar@1e-3=1.0"), tiny["data"], artifact_path,
+        report = gate.int8_stage(out, artifacts, q, gate.parse_spec("tar@1e-3=1.0"), tiny["data"],
                                  log=lambda *a: None)
     assert report["passed"] and set(artifacts) == {"fp32", "int8-gated", "int8-cpu"}
     from edgekd.export.int8 import CPU_FORMS

@@ -140,7 +140,7 @@ def test_checkpoint_not_matching_model(tmp_path):
     sd[key] = torch.zeros(1, 1, 1, 1)
     torch.save(sd, tmp_path / "bad.pt")
     with pytest.raises(EdgekdError) as e:
-        export_model(tmp_path / "bad.pt", TINY, out=tmp_path / "o" / "m.onnx", **QUIET)
+        export_model(weights=tmp_path / "bad.pt", model=TINY, out=tmp_path / "o" / "m.onnx", **QUIET)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
@@ -175,3 +175,26 @@ def test_bad_verify_data_fails_before_writing(tmp_path):
     with pytest.raises(EdgekdError, match="no such file"):
         export_model(model=TINY, out=tmp_path / "o" / "m.onnx", verify=tmp_path / "pairs.txt", **QUIET)
     assert not (tmp_path / "o" / "m.onnx").exists()
+
+
+
+def test_non_finite_fp16_artifact_is_a_warning_naming_the_fp32_range(tmp_path, monkeypatch):
+    """The export still writes every file and the report, marks the FP16 artifact non-finite and says why (this
+    warning used to raise KeyError: it read a field the report never stored). ONNX Runtime's CPU kernels do not
+    overflow where a GPU's FP16 does, so the FP16 file's output is made non-finite here."""
+    from edgekd.runtime.onnx_runtime import OnnxRuntime
+
+    run = OnnxRuntime._run
+
+    def overflowing(self, x):
+        y = run(self, x)
+        return y * np.inf if self.artifact.name.endswith(".fp16.onnx") else y
+
+    monkeypatch.setattr(OnnxRuntime, "_run", overflowing)
+    lines = []
+    report = export_model(model=TINY, out=tmp_path / "m.onnx", log=lines.append, progress=False)
+    fp16 = report["artifacts"]["fp16"]
+    assert fp16["finite"] is False and fp16["vs_fp32"] is None and report["artifacts"]["fp32"]["finite"] is True
+    warning = [line for line in lines if line.startswith("WARNING") and "non-finite" in line]
+    assert len(warning) == 1 and "m.fp16.onnx" in warning[0] and "65504" in warning[0]
+    assert (tmp_path / "m.export_report.json").is_file()

@@ -10,7 +10,8 @@ from _eval_tiny import PRE, TinyFace, export_onnx
 from edgekd.errors import EdgekdError
 from edgekd.preprocess import ARCFACE
 from edgekd.runtime import open_artifact
-from edgekd.runtime.onnx_runtime import OnnxRuntime, choose_providers
+from edgekd.runtime.onnx_runtime import OnnxRuntime
+from edgekd.runtime.onnx_session import choose_providers
 
 META = {"edgekd.model": "tiny", "edgekd.method": "vanilla", "edgekd.precision": "fp32",
         "edgekd.embedding_size": "8", "edgekd.preprocess": json.dumps(PRE.to_dict())}

@@ -118,7 +118,7 @@ def engine_complexity(engine: str | Path) -> dict | None:
     """From the engine's sidecar JSON (`params`/`gflops`), else the same-named ONNX beside it when it is the one the
     engine was built from (sidecar `onnx_sha256`)."""
     engine = Path(engine)
-    from edgekd.runtime.tensorrt.sidecar import sidecar_path
+    from edgekd.artifacts import sidecar_path
 
     sidecar = sidecar_path(engine)
     meta = {}

@@ -2,13 +2,14 @@
 
 import click
 
+from edgekd.artifacts import ENGINE_SUFFIXES
 from edgekd.cli import params
 from edgekd.cli.app import cli
 from edgekd.runtime.base import TORCH_PRECISIONS
 
 
 @cli.command()
-@click.option("--engine", type=click.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (.engine/.plan) to benchmark.")
+@click.option("--engine", type=click.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (" + "/".join(ENGINE_SUFFIXES) + ") to benchmark.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), callback=params.artifact_of("onnx"), help="ONNX file to benchmark (ONNX Runtime).")
 @click.option("--model", help="Registry model name (PyTorch; random init unless --weights).")
 @click.option("--weights", type=click.Path(dir_okay=False), callback=params.artifact_of("checkpoint"), help="PyTorch checkpoint (architecture auto-detected).")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from edgekd.artifacts import ENGINE_SUFFIXES
 from edgekd.cli import params
 from edgekd.cli.app import cli
 from edgekd.runtime.base import TORCH_PRECISIONS
@@ -12,7 +13,7 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 @cli.command("eval")
 @click.option("--weights", type=click.Path(dir_okay=False), callback=params.artifact_of("checkpoint"), help="PyTorch checkpoint (architecture auto-detected).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), callback=params.artifact_of("onnx"), help="ONNX file, run with ONNX Runtime.")
-@click.option("--engine", type=click.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (.engine/.plan) with its .json sidecar.")
+@click.option("--engine", type=click.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (" + "/".join(ENGINE_SUFFIXES) + ") with its sidecar.")
 @click.option("--model", help="Registry name: forces the architecture of --weights, or the preprocessing of an "
                                "--onnx file without edgekd metadata.")
 @click.option("--data", required=True, type=click.Path(), help="Verification set: insightface .bin or LFW pairs.txt "

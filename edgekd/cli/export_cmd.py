@@ -4,9 +4,9 @@ import click
 
 from edgekd.cli import params
 from edgekd.cli.app import cli
-from edgekd.runtime.base import ARTIFACT_PRECISIONS
+from edgekd.artifacts import GATED, PRECISIONS, Variant, engine_path, onnx_path
 
-PRECISION = click.Choice(ARTIFACT_PRECISIONS)
+PRECISION = click.Choice(PRECISIONS)
 API = click.Choice(["auto", "builder-flags", "strongly-typed"])
 
 
@@ -50,7 +50,7 @@ def _engine_options(f):
 @click.option("--folds", type=params.Folds(), help="Verification folds to use, e.g. 6-10 (default all).")
 @click.option("--trt", "trt_precision", type=PRECISION, help="Also build a TensorRT engine of this precision.")
 @click.option("--int8-gate", type=params.GateSpec(), help="Accuracy gate for INT8, e.g. tar@1e-4=0.3 (largest TAR drop in points vs FP32, "
-              "upper 95%% bound, on --gate-data); writes NAME.int8-gated.onnx (layer fallback to float as needed).")
+              "upper 95% bound, on --gate-data); writes " + str(onnx_path("NAME", Variant("int8", GATED))) + " (layer fallback to float as needed).")
 @click.option("--gate-data", type=click.Path(exists=True),
               help="Gate/threshold images: identity folder, label.txt, RecordIO or LFW pairs.txt (with --gate-folds); "
                    "identities disjoint from what you report on. Every artifact gets its thresholds measured here.")
@@ -64,28 +64,29 @@ def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, cali
     """Export a model to ONNX (dynamic batch, parity-checked), FP16 and INT8 Q/DQ ONNX, optionally a TensorRT engine."""
     from pathlib import Path
 
+    from edgekd.artifacts import typed_onnx_for
     from edgekd.data.folds import parse_folds
-    from edgekd.export.run import artifact_path, build_from_onnx, export_model
+    from edgekd.export.run import build_from_onnx, export_model, print_trtexec as show
 
     methods = tuple(calib_methods) or ("minmax",)
-    report = export_model(weights, model, out, opset, not no_simplify, not no_fp16, calib, methods,
-                          not int8_first_conv, not int8_tail, calib_limit, verify, parse_folds(folds), trt_precision,
-                          int8_gate=int8_gate, gate_data=gate_data, gate_folds=parse_folds(gate_folds, "--gate-folds"),
+    report = export_model(weights=weights, model=model, out=out, opset=opset, simplify=not no_simplify,
+                          fp16=not no_fp16, calib=calib, calib_methods=methods, keep_first_conv=not int8_first_conv,
+                          keep_tail=not int8_tail, calib_limit=calib_limit, verify=verify, folds=parse_folds(folds),
+                          trt_precision=trt_precision, int8_gate=int8_gate, gate_data=gate_data,
+                          gate_folds=parse_folds(gate_folds, "--gate-folds"),
                           **({"gate_limit": gate_images} if gate_images else {}))
     if trt_precision or print_trtexec:
         fp32 = Path(report["onnx"]["path"])
         precision = trt_precision or "fp16"
-        gated = artifact_path(fp32, "int8", "gated")  # TensorRT INT8 defaults to the accuracy-gated Q/DQ file
-        typed = {"fp32": fp32, "fp16": artifact_path(fp32, "fp16"),
-                 "int8": gated if gated.is_file() else artifact_path(fp32, "int8", methods[0])}[precision]
+        typed = typed_onnx_for(fp32, precision, methods[0])
+        typed = typed if typed.is_file() else None
         if not trt_precision:
-            from edgekd.export.run import engine_path, print_trtexec as show
-
-            show(fp32, typed if typed.is_file() else None, engine_path(fp32, precision), precision, _profile(profile),
-                 workspace_mib, timing_cache or fp32.parent / ".timing_cache", dla_core)
+            show(fp32, typed, engine_path(fp32, precision), precision, _profile(profile), workspace_mib,
+                 timing_cache or fp32.parent / ".timing_cache", dla_core)
             return
-        build_from_onnx(fp32, precision, None, typed if typed.is_file() else None, calib, _profile(profile),
-                        workspace_mib, timing_cache, dla_core, api, print_trtexec, engines_dir=fp32.parent)
+        build_from_onnx(fp32, precision, typed_onnx=typed, calib=calib, profile=_profile(profile),
+                        workspace_mib=workspace_mib, timing_cache=timing_cache, dla_core=dla_core, api=api,
+                        show_trtexec=print_trtexec, engines_dir=fp32.parent)
 
 
 @cli.command("build")
@@ -93,7 +94,7 @@ def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, cali
               help="FP32 ONNX (builder-flags path) or the FP16 / Q/DQ ONNX (strongly typed path).")
 @click.option("--precision", required=True, type=PRECISION)
 @click.option("--typed-onnx", type=click.Path(exists=True, dir_okay=False), help="FP16 / Q/DQ ONNX for strongly typed builds when --onnx is the FP32 one.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Engine path (default engines/NAME.PRECISION.engine).")
+@click.option("--out", type=click.Path(dir_okay=False), help=f"Engine path (default {engine_path('engines/NAME', 'fp16')} for fp16, likewise for the others).")
 @click.option("--calib", type=click.Path(file_okay=False), help="Calibration set for builder-flags INT8 builds.")
 @_engine_options
 def build_command(onnx_path, precision, typed_onnx, out, calib, profile, workspace_mib, timing_cache, dla_core, api,
@@ -101,8 +102,9 @@ def build_command(onnx_path, precision, typed_onnx, out, calib, profile, workspa
     """Build a TensorRT engine (+ JSON sidecar) from an ONNX file."""
     from edgekd.export.run import build_from_onnx
 
-    build_from_onnx(onnx_path, precision, out, typed_onnx, calib, _profile(profile), workspace_mib, timing_cache,
-                    dla_core, api, print_trtexec)
+    build_from_onnx(onnx_path, precision, out=out, typed_onnx=typed_onnx, calib=calib, profile=_profile(profile),
+                    workspace_mib=workspace_mib, timing_cache=timing_cache, dla_core=dla_core, api=api,
+                    show_trtexec=print_trtexec)
 
 
 @cli.group("calib")

@@ -2,6 +2,7 @@
 
 import click
 
+from edgekd.artifacts import GATED, Variant, onnx_path
 from edgekd.cli import params
 from edgekd.cli.app import cli
 
@@ -20,7 +21,8 @@ from edgekd.cli.app import cli
 @click.option("--batch-size", default=32, show_default=True, type=params.BATCH)
 @click.option("--lr", default=2e-5, show_default=True, type=float)
 @click.option("--float-layers-from", type=click.Path(exists=True, dir_okay=False),
-              help="Keep the float layers (and calibration method) of this gated file, e.g. NAME.int8-gated.onnx.")
+              help="Keep the float layers (and calibration method) of this gated file, e.g. "
+                   f"{onnx_path('NAME', Variant('int8', GATED))}.")
 @click.option("--gate-data", type=click.Path(exists=True), help="Measure and store thresholds on these identities (as export).")
 @click.option("--gate-folds", type=params.Folds("--gate-folds"), help="LFW folds whose identities form the gate data, e.g. 1-5.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.artifacts import CPU, GATED, Variant, onnx_path
 from edgekd.errors import EdgekdError
 from edgekd.eval.allpairs import far_at_threshold, paired_tar_drop, threshold_at_far
 from edgekd.export.int8 import METHODS, Int8Quantizer
@@ -42,6 +43,19 @@ class GateSpec:
 
     def __str__(self) -> str:
         return f"{self.metric}@{self.far:g}={self.max_drop_pt:g}"
+
+
+class GateNotMet(EdgekdError):
+    """No candidate met the gate. Callers read `report` (the gate report: trials, sensitivity, the best candidate's
+    `method` and `float_layers`, `after`) and `best` (its verdict), never the message."""
+
+    def __init__(self, spec: GateSpec, report: dict, best: dict):
+        self.spec, self.report, self.best = spec, report, best
+        super().__init__(
+            f"INT8 gate {spec} not met: best was {best['method']} with {len(best['float_layers'])} float "
+            f"layers, TAR drop {best['drop_pt']:+.3f} pt (upper 95% {best['drop_pt_upper95']:+.3f}, allowed "
+            f"{spec.max_drop_pt:g}), FAR at the FP32 1e-4 threshold {best['far_at_fp32_threshold']:.2e} "
+            f"(allowed {FAR_GUARD[1]:.0e})")
 
 
 def parse_spec(spec: str) -> GateSpec:
@@ -204,11 +218,7 @@ def run_gate(q: Int8Quantizer, fp32_emb: np.ndarray, data: GateData, spec: GateS
               "before": next(t for t in trials if t["method"] == best["method"] and t["num_float_layers"] == 0),
               "after": _summary(best)}
     if not best["passed"]:
-        raise EdgekdError(
-            f"INT8 gate {spec} not met: best was {best['method']} with {len(best['float_layers'])} float layers, "
-            f"TAR drop {best['drop_pt']:+.3f} pt (upper 95% {best['drop_pt_upper95']:+.3f}, allowed "
-            f"{spec.max_drop_pt:g}), FAR at the FP32 1e-4 threshold {best['far_at_fp32_threshold']:.2e} "
-            f"(allowed {FAR_GUARD[1]:.0e})")
+        raise GateNotMet(spec, report, best)
     q.write(dst, best["method"], best["float_layers"], extra_meta={"int8_gate": str(spec)})
     return report, best["emb"]
 
@@ -230,7 +240,7 @@ def prepare(int8_gate: str | None, gate_data, gate_folds, calib_set, preprocess,
 
 
 def int8_stage(out: Path, artifacts: dict, q: Int8Quantizer | None, spec: GateSpec | None, data: GateData | None,
-               artifact_path, log=print) -> dict | None:
+               log=print) -> dict | None:
     """After the plain FP16/INT8 files: the gated Q/DQ file (with --int8-gate), the ONNX Runtime CPU file (with
     --calib), and every artifact's own thresholds (with --gate-data). Adds to `artifacts`; returns the gate report."""
     from edgekd.export.thresholds import ship_thresholds
@@ -239,17 +249,19 @@ def int8_stage(out: Path, artifacts: dict, q: Int8Quantizer | None, spec: GateSp
     report, embs, float_layers, method = None, {"fp32": fp32_emb}, [], "minmax"
     if q is not None:
         if spec is not None:
-            dst = artifact_path(out, "int8", "gated")
-            report, embs["int8-gated"] = run_gate(q, fp32_emb, data, spec, dst, log=log)
-            artifacts["int8-gated"] = {**q.write_record(dst), "gate": {k: report[k] for k in
+            gated = Variant("int8", GATED)
+            dst = onnx_path(out, gated)
+            report, embs[gated.tag] = run_gate(q, fp32_emb, data, spec, dst, log=log)
+            artifacts[gated.tag] = {**q.write_record(dst), "gate": {k: report[k] for k in
                                                                        ("spec", "method", "float_layers",
                                                                         "before", "after")}}
             float_layers, method = report["float_layers"], report["method"]
             log(f"{dst}: gate {spec} passed with {method}, {len(float_layers)} extra float layers")
-        dst = artifact_path(out, "int8", "cpu")
+        cpu = Variant("int8", CPU)
+        dst = onnx_path(out, cpu)
         judge = Judge(fp32_emb, data, spec or GateSpec("tar", 1e-4, 0.3)) if data is not None else None
-        form, cpu_layers, choice, embs["int8-cpu"] = choose_cpu_form(q, out, method, float_layers, judge, log)
-        artifacts["int8-cpu"] = {**q.write(dst, method, cpu_layers, form,
+        form, cpu_layers, choice, embs[cpu.tag] = choose_cpu_form(q, out, method, float_layers, judge, log)
+        artifacts[cpu.tag] = {**q.write(dst, method, cpu_layers, form,
                                            extra_meta={"target": "onnxruntime-cpu-x86"}), "form_choice": choice}
         log(f"{dst}: ONNX Runtime CPU INT8 ({form}, {method}, {len(cpu_layers)} extra float layers)")
     if data is not None:
@@ -265,12 +277,10 @@ def cpu_latency_ratios(paths: dict[str, Path], ref: Path, input_shape, threads: 
     import statistics
     import time
 
-    import onnxruntime as ort
+    from edgekd.runtime.onnx_session import session_from_onnx
 
     def session(p):
-        o = ort.SessionOptions()
-        o.intra_op_num_threads, o.log_severity_level = threads, 3
-        s = ort.InferenceSession(str(p), o, providers=["CPUExecutionProvider"])
+        s = session_from_onnx(p, threads=threads)
         return lambda x: s.run(None, {s.get_inputs()[0].name: x})
 
     runs = {"ref": session(ref), **{k: session(p) for k, p in paths.items()}}

@@ -13,16 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from edgekd import __version__
-from edgekd.errors import EdgekdError
+from edgekd.artifacts import Variant, export_report_path, onnx_path
+from edgekd.errors import EdgekdError, NonFiniteEmbeddings
 from edgekd.export import graph
 from edgekd.export.thresholds import GATE_IMAGES
 from edgekd.io import atomic_path, check_writable_dir, sha256_file, write_json_atomic
-
-def artifact_path(onnx: Path, precision: str, method: str | None = None) -> Path:
-    stem = onnx.with_suffix("")
-    tag = {"fp32": "", "fp16": ".fp16", "int8": f".int8-{method}"}[precision]
-    return Path(f"{stem}{tag}.onnx")
-
 
 def open_model(weights, name, log):
     """(model, info dict); no weights: the registry's shared pretrained file when it has one, else random init."""
@@ -64,17 +59,17 @@ def verify_artifacts(paths: dict[str, Path], vset, preprocess, progress: bool) -
     return out
 
 
-def export_model(weights=None, model: str | None = None, out=None, opset: int = 17, simplify: bool = True,
+def export_model(*, weights=None, model: str | None = None, out=None, opset: int = 17, simplify: bool = True,
                  fp16: bool = True, calib=None, calib_methods=("minmax",), keep_first_conv: bool = True,
                  keep_tail: bool = True, calib_limit: int | None = None, verify=None, folds=None,
                  trt_precision: str | None = None, log=print, progress: bool = True, int8_gate: str | None = None,
                  gate_data=None, gate_folds=None, gate_limit: int | None = GATE_IMAGES,
                  method: str | None = None) -> dict:
-    """Write the ONNX artifacts and `<stem>.export_report.json`; returns the report.
+    """Write the ONNX artifacts and the export report (edgekd.artifacts.export_report_path); returns the report.
 
-    With `gate_data` every artifact gets its own thresholds; with `int8_gate` also `<stem>.int8-gated.onnx`
-    (edgekd.export.gate); with `calib` also `<stem>.int8-cpu.onnx` for ONNX Runtime on x86. `method` names the
-    training method in the artifacts' metadata (default: the checkpoint's own)."""
+    With `gate_data` every artifact gets its own thresholds; with `int8_gate` also the gated INT8 file
+    (edgekd.export.gate); with `calib` also the `cpu` INT8 form for ONNX Runtime on x86 (names: edgekd.artifacts).
+    `method` names the training method in the artifacts' metadata (default: the checkpoint's own)."""
     from edgekd.export.calib import open_calib
     from edgekd.export.fp16 import convert_fp16
     from edgekd.export.int8 import Int8Quantizer
@@ -117,16 +112,17 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
 
     artifacts = {"fp32": {"precision": "fp32", "path": out}}
     if fp16:
-        artifacts["fp16"] = {"precision": "fp16", **convert_fp16(out, artifact_path(out, "fp16"), keep_tail)}
+        artifacts["fp16"] = {"precision": "fp16", **convert_fp16(out, onnx_path(out, "fp16"), keep_tail)}
     quantizer = Int8Quantizer(out, calib_set, calib_limit, keep_first_conv=keep_first_conv, keep_tail=keep_tail) \
         if calib_set else None  # one preparation and one calibration per method, shared with the gate
     try:
-        for method in calib_methods if calib_set else ():
-            log(f"INT8 Q/DQ ({method} calibration on {calib_set.root}, {quantizer.count} faces) ...")
-            artifacts[f"int8-{method}"] = quantizer.write(artifact_path(out, "int8", method), method)
+        for calib_method in calib_methods if calib_set else ():
+            log(f"INT8 Q/DQ ({calib_method} calibration on {calib_set.root}, {quantizer.count} faces) ...")
+            variant = Variant("int8", calib_method)
+            artifacts[variant.tag] = quantizer.write(onnx_path(out, variant), calib_method)
         if not calib_set:
             log("INT8 Q/DQ skipped: no --calib given")
-        gate = int8_stage(out, artifacts, quantizer, gate_spec, gate_set, artifact_path, log)
+        gate = int8_stage(out, artifacts, quantizer, gate_spec, gate_set, log)
     finally:
         if quantizer is not None:
             quantizer.close()
@@ -135,22 +131,27 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
     for key, a in artifacts.items():
         a["path"] = str(a["path"])
         a.update(sha256=sha256_file(a["path"]), bytes=Path(a["path"]).stat().st_size)
-        rt = open_artifact(a["path"], device="cpu")
-        emb = rt(faces)
-        a["vs_fp32"] = compare(ref, emb)
-        a["finite"] = bool(np.isfinite(emb).all())
-        a["fp32_max_abs"] = float(np.abs(ref).max())
-        a["batch1_runs"] = rt(faces[:1]).shape[0] == 1
-        rt.close()
+        with open_artifact(a["path"], device="cpu") as rt:
+            try:
+                emb = rt(faces)
+            except NonFiniteEmbeddings:
+                emb = None
+            a["finite"] = emb is not None
+            a["fp32_max_abs"] = float(np.abs(ref).max())
+            a["vs_fp32"] = compare(ref, emb) if a["finite"] else None
+            a["batch1_runs"] = rt(faces[:1]).shape[0] == 1 if a["finite"] else None
         a["trt_ops"] = check_trt_ops(graph.load(a["path"]))
-        log(f"{a['path']}: min cosine vs FP32 {a['vs_fp32']['min_cosine']:.5f}, mean {a['vs_fp32']['mean_cosine']:.5f}")
-        if not a["finite"]:
-            log(f"WARNING: {a['path']} gives non-finite embeddings (FP32 values reach {a['max_abs_embedding']:.3g}; "
+        if a["finite"]:
+            log(f"{a['path']}: min cosine vs FP32 {a['vs_fp32']['min_cosine']:.5f}, "
+                f"mean {a['vs_fp32']['mean_cosine']:.5f}")
+        else:
+            log(f"WARNING: {a['path']} gives non-finite embeddings (FP32 values reach {a['fp32_max_abs']:.3g}; "
                 f"FP16 overflows above 65504 — typical of random-init weights, not of trained ones)")
 
     verification = None
     if vset is not None:
-        results = verify_artifacts({k: Path(a["path"]) for k, a in artifacts.items()}, vset, pre, progress)
+        results = verify_artifacts({k: Path(a["path"]) for k, a in artifacts.items() if a["finite"]}, vset, pre,
+                                   progress)
         verification = {"data": str(verify), "folds": folds, "pairs": len(vset)}
         base = results["fp32"]["accuracy_mean"]
         for key, r in results.items():
@@ -170,19 +171,11 @@ def export_model(weights=None, model: str | None = None, out=None, opset: int = 
         if calib_set else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "edgekd_version": __version__,
     }
-    report_path = Path(f"{out.with_suffix('')}.export_report.json")
+    report_path = export_report_path(out)
     report["report_path"] = str(report_path)
     write_json_atomic(report_path, report)
     log(f"report: {report_path}")
     return report
-
-
-def engine_path(onnx: Path, precision: str) -> Path:
-    """engines/r18.onnx, fp16 -> engines/r18.fp16.engine (also from engines/r18.fp16.onnx)."""
-    stem = str(onnx.with_suffix(""))
-    for tag in (".fp16", ".int8-minmax", ".int8-entropy", ".int8-percentile", ".int8-gated", ".int8-cpu"):
-        stem = stem.removesuffix(tag)
-    return Path(f"{stem}.{precision}.engine")
 
 
 def print_trtexec(onnx: Path, typed_onnx: Path | None, engine: Path, precision: str, profile, workspace_mib,
@@ -227,7 +220,6 @@ def qdq_from_calib(onnx: Path, calib_set, folder: Path, log=print) -> Path:
     """The Q/DQ graph of `onnx` quantized with the exporter's quantizer (minmax) from `calib_set`, written into
     `folder` (reused when it exists for the same calibration set): what an INT8 build takes on every TensorRT
     generation, in place of a TensorRT calibrator."""
-    from edgekd.artifacts import Variant, onnx_path
     from edgekd.export.int8 import Int8Quantizer
 
     dst = onnx_path(Path(folder) / onnx.name, Variant("int8", "minmax"))
@@ -243,20 +235,20 @@ def qdq_from_calib(onnx: Path, calib_set, folder: Path, log=print) -> Path:
 def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None, profile=(1, 8, 64),
                     workspace_mib: int = 2048, timing_cache=None, dla_core: int | None = None, api: str = "auto",
                     show_trtexec: bool = False, engines_dir="engines", log=print, trt=None) -> dict | None:
-    """Build one engine (default `engines_dir/NAME.PRECISION.engine`). `onnx` is the FP32 graph (builder-flags path);
+    """Build one engine (default: edgekd.artifacts.engine_path in `engines_dir`). `onnx` is the FP32 graph (builder-flags path);
     `typed_onnx` the FP16 / Q/DQ graph that a strongly typed build needs (defaults to `onnx` itself, e.g. when
     `edgekd build` is given the FP16 file). INT8 always builds from a Q/DQ graph: `typed_onnx`, the accuracy-gated
     file beside `onnx`, or one quantized here from `calib` (every TensorRT generation builds it; 11.x has no
     calibrator). With `show_trtexec` on a host without the tensorrt module: prints the trtexec lines and returns
     None."""
-    from edgekd.artifacts import Variant, engine_path as engine_name, onnx_path
+    from edgekd.artifacts import engine_path as engine_name, gated_int8_onnx
     from edgekd.export.calib import open_calib
     from edgekd.export.tensorrt_build import build_engine, choose_api
     from edgekd.preprocess import Preprocess
 
     onnx = Path(onnx)
-    gated = onnx_path(onnx, Variant("int8", "gated"))
-    if precision == "int8" and not typed_onnx and gated.is_file():  # the accuracy-gated Q/DQ file, not a calibrator
+    gated = gated_int8_onnx(onnx) if precision == "int8" and not typed_onnx else None
+    if gated is not None:  # the accuracy-gated Q/DQ file, not a calibrator
         typed_onnx = gated
         log(f"INT8: using the accuracy-gated Q/DQ file {gated}")
     typed_onnx = Path(typed_onnx) if typed_onnx else onnx

@@ -67,30 +67,14 @@ def load_gate_data(source, preprocess, folds=None, identities_from=None, limit: 
                                      f"identities (seed {seed})", h.hexdigest())
 
 
-def tensorrt_numerics(path) -> bool:
-    """True for the TensorRT-targeted symmetric Q/DQ files (edgekd metadata int8_form qdq-s8s8)."""
-    from edgekd.export import graph
-
-    return graph.read_metadata(graph.load(path)).get("int8_form") == "qdq-s8s8"
-
-
 def embed(path, data: GateData, threads: int | None = None, batch: int = 64) -> np.ndarray:
     """Single-pass embeddings of the gate images through ONNX Runtime.
 
-    TensorRT-targeted Q/DQ files run with their QuantizeLinear/DequantizeLinear ops executed as written (basic graph
-    optimisation: no fusion into ORT's x86 integer kernels), i.e. the rounding TensorRT implements. ORT's fused
-    S8S8/U8S8 x86 kernels saturate 16-bit intermediates on CPUs without VNNI (measured on the test model: mean
-    cosine to the fake-quant reference 0.964 fused vs 0.9997 as written), which would judge the CPU, not the file.
-    Files for ONNX Runtime (int8-cpu) run fully optimised, as they are deployed."""
-    import onnxruntime as ort
+    Opened by session_from_onnx, so TensorRT-targeted Q/DQ files run their Q/DQ ops as written (TensorRT's
+    rounding) and files for ONNX Runtime (int8-cpu) run fully optimised, as they are deployed."""
+    from edgekd.runtime.onnx_session import session_from_onnx
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    if tensorrt_numerics(path):
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = session_from_onnx(path, threads=threads)
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: data.x[i : i + batch]})[0] for i in range(0, len(data.x), batch)])
 

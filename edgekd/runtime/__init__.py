@@ -1,6 +1,6 @@
 """Runtimes: one interface (float32 NCHW -> (N, D) embeddings) over PyTorch, ONNX Runtime and TensorRT.
 
-`open_artifact(path, **options)` is the only place that maps a file to a backend: an engine (.engine/.plan/.trt) to
+`open_artifact(path, **options)` is the only place that maps a file to a backend: an engine (edgekd.artifacts.ENGINE_SUFFIXES) to
 TensorRT, an .onnx file to ONNX Runtime, anything else to a PyTorch checkpoint (on CPU run through an in-memory ONNX
 export, see torch_checkpoint.py). eval, bench, export verification and the pipeline all open artifacts through it.
 Backends are imported lazily: opening an ONNX file or an engine never imports torch (nor edgekd.models).
@@ -10,17 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekd.artifacts import ENGINE_SUFFIXES, artifact_kind
 from edgekd.errors import EdgekdError
 from edgekd.runtime.base import Runtime
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-KINDS = ("engine", "onnx", "checkpoint")
-
-
-def artifact_kind(path: str | Path) -> str:
-    """"engine", "onnx" or "checkpoint", by suffix."""
-    suffix = Path(path).suffix.lower()
-    return "engine" if suffix in ENGINE_SUFFIXES else "onnx" if suffix == ".onnx" else "checkpoint"
 
 
 def open_artifact(path: str | Path | None = None, *, model: str | None = None, device: str = "auto",

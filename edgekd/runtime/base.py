@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, NonFiniteEmbeddings
 
 # One vocabulary for "precision": the number format a model computes in, wherever it runs. A PyTorch checkpoint
 # computes in fp32 / fp16 / bf16 (a torch dtype); an exported artifact (ONNX file, TensorRT engine) is fp32, fp16 or
@@ -71,7 +71,7 @@ class Runtime:
             raise EdgekdError(f"{where}: embeddings of shape {tuple(y.shape)}, expected N x D with D >= 2")
         bad = ~np.isfinite(y).all(axis=1)
         if bad.any():
-            raise EdgekdError(f"{where}: {int(bad.sum())} of {len(y)} embeddings contain NaN or infinite values "
+            raise NonFiniteEmbeddings(f"{where}: {int(bad.sum())} of {len(y)} embeddings contain NaN or infinite values "
                               "(broken weights or an overflow)")
         zero = ~y.any(axis=1)
         if zero.any():

@@ -14,12 +14,7 @@ import numpy as np
 from edgekd.errors import EdgekdError
 from edgekd.preprocess import ARCFACE, Preprocess
 from edgekd.runtime.base import Runtime
-
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
+from edgekd.runtime.onnx_session import choose_providers, session_from_onnx
 
 
 def read_metadata(session) -> dict:
@@ -33,23 +28,7 @@ def read_metadata(session) -> dict:
     return meta
 
 
-def choose_providers(device: str, available: list[str], path: Path) -> list[str]:
-    """Providers for `device` ("auto": CUDA when onnxruntime-gpu offers it, else CPU); missing ones are an error."""
-    if device == "auto":
-        return [p for p in PROVIDERS["cuda"] if p in available] or ["CPUExecutionProvider"]
-    wanted = PROVIDERS.get(device.split(":")[0])
-    if wanted is None:
-        raise EdgekdError(f"{path}: unknown device {device!r} for ONNX Runtime (cpu, cuda, tensorrt, auto)")
-    missing = [p for p in wanted[:1] if p not in available]
-    if missing:
-        raise EdgekdError(f"{path}: device {device!r} needs ONNX Runtime's {missing[0]}, but the installed onnxruntime "
-                          f"offers only {', '.join(available)}; {GPU_HINT}")
-    return wanted
-
-
-FLOAT_TENSORS = ("tensor(float)", "tensor(float16)", "tensor(double)")
-GPU_HINT = ("for CUDA install the GPU build in place of the CPU one: pip uninstall onnxruntime && "
-            "pip install 'edgekd[gpu]' (onnxruntime-gpu)")
+FLOAT_TENSORS = ("tensor(float)", "tensor(float16)", "tensor(double)")  # what a face model may take and give
 
 
 def check_device(device: str, source: str = "onnxruntime") -> list[str]:
@@ -73,34 +52,10 @@ class OnnxRuntime(Runtime):
         preprocess: Preprocess | None = None,
     ):
         """`preprocess` overrides the file's metadata (needed for ONNX files not exported by edgekd)."""
-        import onnxruntime as ort
-
         path = Path(path)
-        if not path.is_file():
-            raise EdgekdError(f"{path}: no such file")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if intra_op_threads:
-            opts.intra_op_num_threads = int(intra_op_threads)
-        if inter_op_threads:
-            opts.inter_op_num_threads = int(inter_op_threads)
-        available = ort.get_available_providers()
-        if providers:
-            unknown = [p for p in providers if p not in available]
-            if unknown:
-                raise EdgekdError(f"{path}: provider {unknown[0]} not available (available: {', '.join(available)})")
-        else:
-            providers = choose_providers(device, available, path)
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as e:  # onnxruntime raises its own pybind exception types
-            raise EdgekdError(f"{path}: ONNX Runtime cannot load it ({str(e).strip().splitlines()[0][:200]})") from e
+        self.session = session_from_onnx(path, providers=providers, device=device, threads=intra_op_threads,
+                                         inter_op_threads=inter_op_threads)
         meta = read_metadata(self.session)
-        if meta.get("int8_form") == "qdq-s8s8" and providers[0] == "CPUExecutionProvider":
-            # TensorRT-targeted Q/DQ: run the Q/DQ ops as written (TensorRT's rounding); ORT's fused x86 S8S8 kernels
-            # saturate 16-bit intermediates on CPUs without VNNI (see edgekd.export.thresholds.embed)
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         if preprocess is None:
             if "preprocess" in meta:
                 preprocess = Preprocess.from_dict(meta["preprocess"])

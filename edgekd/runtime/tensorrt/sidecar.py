@@ -15,16 +15,12 @@ import re
 from pathlib import Path
 
 from edgekd import __version__
+from edgekd.artifacts import sidecar_path
 from edgekd.errors import EdgekdError
 from edgekd.io import sha256_file, write_json_atomic
 
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 REQUIRED = ("tensorrt_version", "gpu_name", "compute_capability")
-
-
-def sidecar_path(engine: str | Path) -> Path:
-    """`model.engine` -> `model.engine.json` (the suffix is kept so .engine and .plan of one stem don't collide)."""
-    return Path(str(engine) + ".json")
 
 
 def l4t_release(first_line: str) -> str | None:
