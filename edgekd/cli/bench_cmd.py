@@ -9,10 +9,10 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 
 
 @cli.command()
-@click.option("--engine", type=click.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (" + "/".join(ENGINE_SUFFIXES) + ") to benchmark.")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), callback=params.artifact_of("onnx"), help="ONNX file to benchmark (ONNX Runtime).")
+@click.option("--engine", type=params.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (" + "/".join(ENGINE_SUFFIXES) + ") to benchmark.")
+@click.option("--onnx", "onnx_path", type=params.Path(dir_okay=False), callback=params.artifact_of("onnx"), help="ONNX file to benchmark (ONNX Runtime).")
 @click.option("--model", help="Registry model name (PyTorch; random init unless --weights).")
-@click.option("--weights", type=click.Path(dir_okay=False), callback=params.artifact_of("checkpoint"), help="PyTorch checkpoint (architecture auto-detected).")
+@click.option("--weights", type=params.Path(dir_okay=False), callback=params.artifact_of("checkpoint"), help="PyTorch checkpoint (architecture auto-detected).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N (ONNX: also tensorrt, auto).")
 @click.option("--precision", type=click.Choice(TORCH_PRECISIONS), default="fp32", show_default=True,
               help="PyTorch compute precision (artifacts carry their own).")
@@ -23,11 +23,11 @@ from edgekd.runtime.base import TORCH_PRECISIONS
               help="At least this many timed calls per batch size.")
 @click.option("--min-time", default=1.0, show_default=True, type=click.FloatRange(0),
               help="...and at least this many seconds per batch size.")
-@click.option("--video", type=click.Path(), help="Video file (needs OpenCV) or folder of frames: per-frame time "
+@click.option("--video", type=params.Path(), help="Video file (needs OpenCV) or folder of frames: per-frame time "
               "with decode + preprocessing vs inference only, at batch 1.")
 @click.option("--frames", "max_frames", default=200, show_default=True, type=click.IntRange(1),
               help="At most this many frames from --video.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the bench JSON here.")
+@click.option("--out", "-o", type=params.Path(dir_okay=False), help="Write the bench JSON here.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def bench(engine, onnx_path, model, weights, device, precision, batch_sizes, warmup, iterations, min_time, video,
           max_frames, out, quiet):

@@ -21,9 +21,9 @@ def data() -> None:
 
 @data.command()
 @click.argument("source")
-@click.argument("out", type=click.Path())
+@click.argument("out", type=params.Path())
 @click.option("--resize", is_flag=True, help="Resize faces that are not 112x112 instead of failing.")
-@click.option("--identities-from", type=click.Path(exists=True, dir_okay=False), help="LFW pairs.txt: keep only identities of --folds.")
+@click.option("--identities-from", type=params.Path(exists=True, dir_okay=False), help="LFW pairs.txt: keep only identities of --folds.")
 @click.option("--folds", default="1-5", show_default=True, type=params.Folds(), help="LFW view-2 folds (1..10) for --identities-from.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def pack(source, out, resize, identities_from, folds, overwrite):
@@ -38,9 +38,9 @@ def pack(source, out, resize, identities_from, folds, overwrite):
 
 
 @data.command("pack-pairs")
-@click.argument("pairs_txt", type=click.Path(exists=True, dir_okay=False))
-@click.argument("images_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("pairs_txt", type=params.Path(exists=True, dir_okay=False))
+@click.argument("images_dir", type=params.Path(exists=True, file_okay=False))
+@click.argument("out", type=params.Path(dir_okay=False))
 @click.option("--resize", is_flag=True, help="Resize faces that are not 112x112 instead of failing.")
 def pack_pairs(pairs_txt, images_dir, out, resize):
     """Build an insightface verification .bin (2N JPEGs in pair order + N issame flags) from an LFW pairs.txt."""
@@ -51,13 +51,13 @@ def pack_pairs(pairs_txt, images_dir, out, resize):
 
 
 @data.command()
-@click.argument("raw_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--landmarks", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.argument("raw_dir", type=params.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=params.Path(file_okay=False))
+@click.option("--landmarks", required=True, type=params.Path(exists=True, dir_okay=False),
               help="Lines: relative image path + 10 numbers (5 x,y points).")
 @click.option("--scale", default=1.0, show_default=True, help="Multiply landmarks by this (0.6: LFW landmarks on raw_150).")
 @click.option("--size", "size", default="112x112", show_default=True, help="112x112 (ArcFace) or 112x96 (SphereFace).")
-@click.option("--identities-from", type=click.Path(exists=True, dir_okay=False), help="LFW pairs.txt: only identities of --folds.")
+@click.option("--identities-from", type=params.Path(exists=True, dir_okay=False), help="LFW pairs.txt: only identities of --folds.")
 @click.option("--folds", default="1-5", show_default=True, type=params.Folds(), help="LFW view-2 folds (1..10) for --identities-from.")
 @click.option("--workers", type=int, default=None, help="Processes (default: all CPUs).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
@@ -76,7 +76,7 @@ def align(raw_dir, out_dir, landmarks, scale, size, identities_from, folds, work
 
 @data.command()
 @click.argument("path")
-@click.option("--images-root", type=click.Path(exists=True, file_okay=False), help="Images for a pairs.txt.")
+@click.option("--images-root", type=params.Path(exists=True, file_okay=False), help="Images for a pairs.txt.")
 def info(path, images_root):
     """Describe a verification set (.bin, pairs.txt) or a training dataset (RecordIO, folder, label.txt, synthetic:AxB)."""
     from pathlib import Path

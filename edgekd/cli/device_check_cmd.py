@@ -7,17 +7,17 @@ from edgekd.cli.app import cli
 
 
 @cli.command("device-check")
-@click.option("--onnx", "onnx_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--onnx", "onnx_path", required=True, type=params.Path(exists=True, dir_okay=False),
               help="FP32 ONNX written by `edgekd export`.")
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--data", required=True, type=params.Path(exists=True, dir_okay=False),
               help="Verification set: LFW pairs.txt or insightface .bin (real faces).")
-@click.option("--images-root", type=click.Path(file_okay=False), help="Images of pairs.txt (default aligned_112x112/).")
+@click.option("--images-root", type=params.Path(file_okay=False), help="Images of pairs.txt (default aligned_112x112/).")
 @click.option("--folds", type=params.Folds(), help="LFW folds to use, e.g. 6-7 (default all).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder (JSON + markdown + engines).")
-@click.option("--calib", type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=params.Path(file_okay=False), help="Bundle folder (JSON + markdown + engines).")
+@click.option("--calib", type=params.Path(file_okay=False),
               help="Calibration set: also an INT8 engine, from a Q/DQ file quantized here from it.")
-@click.option("--qdq-onnx", type=click.Path(exists=True, dir_okay=False), help="Q/DQ INT8 ONNX: also an INT8 engine.")
-@click.option("--gate-data", type=click.Path(exists=True),
+@click.option("--qdq-onnx", type=params.Path(exists=True, dir_okay=False), help="Q/DQ INT8 ONNX: also an INT8 engine.")
+@click.option("--gate-data", type=params.Path(exists=True),
               help="With --calib: quantize the accuracy-gated Q/DQ file on these images (as `edgekd export`).")
 @click.option("--gate-folds", help="LFW folds whose identities form the gate data, e.g. 1-5.")
 @click.option("--int8-gate", default="tar@1e-4=0.3", show_default=True, help="The gate, with --gate-data.")

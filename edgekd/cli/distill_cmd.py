@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 from edgekd.cli.train_cmd import config_from_options, train_options
 
 
 
 @cli.command()
-@click.option("--teacher", required=True, type=click.Path(dir_okay=False), help="Teacher weights (frozen).")
+@click.option("--teacher", required=True, type=params.Path(dir_okay=False), help="Teacher weights (frozen).")
 @click.option("--teacher-model", help="Teacher architecture (default: detected from the file).")
 @click.option("--student", help="Student architecture (same as --model).")
 @click.option("--method", default="soft", show_default=True,
@@ -18,11 +19,11 @@ from edgekd.cli.train_cmd import config_from_options, train_options
 @click.option("--kd-opt", "kd_opt", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Method option, repeatable: soft.temperature=4, soft.alpha=0.5, soft.teacher_centres=true, "
                    "adv.disc=mlp|conv, adv.lr=2e-4, adv.smooth=0.9, rkd.distance=1, rkd.angle=2.")
-@click.option("--teacher-head", type=click.Path(dir_okay=False),
+@click.option("--teacher-head", type=params.Path(dir_okay=False),
               help="Teacher class centres .npy (classes x teacher dim); default: fitted on the training data.")
 @click.option("--head-epochs", default=20, show_default=True, help="Epochs to fit the teacher head (cached embeddings).")
 @click.option("--teacher-fp16", is_flag=True, help="Run the teacher in FP16 (CUDA only).")
-@click.option("--teacher-cache", type=click.Path(file_okay=False),
+@click.option("--teacher-cache", type=params.Path(file_okay=False),
               help="Folder for teacher embeddings/heads (default OUT/teacher_cache); share it across runs.")
 @train_options
 @click.pass_context

@@ -11,17 +11,17 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 
 
 @cli.command("eval")
-@click.option("--weights", type=click.Path(dir_okay=False), callback=params.artifact_of("checkpoint"), help="PyTorch checkpoint (architecture auto-detected).")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), callback=params.artifact_of("onnx"), help="ONNX file, run with ONNX Runtime.")
-@click.option("--engine", type=click.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (" + "/".join(ENGINE_SUFFIXES) + ") with its sidecar.")
+@click.option("--weights", type=params.Path(dir_okay=False), callback=params.artifact_of("checkpoint"), help="PyTorch checkpoint (architecture auto-detected).")
+@click.option("--onnx", "onnx_path", type=params.Path(dir_okay=False), callback=params.artifact_of("onnx"), help="ONNX file, run with ONNX Runtime.")
+@click.option("--engine", type=params.Path(dir_okay=False), callback=params.artifact_of("engine"), help="TensorRT engine (" + "/".join(ENGINE_SUFFIXES) + ") with its sidecar.")
 @click.option("--model", help="Registry name: forces the architecture of --weights, or the preprocessing of an "
                                "--onnx file without edgekd metadata.")
-@click.option("--data", required=True, type=click.Path(), help="Verification set: insightface .bin or LFW pairs.txt "
+@click.option("--data", required=True, type=params.Path(), help="Verification set: insightface .bin or LFW pairs.txt "
               "(--protocol all-pairs: also an identity folder, label.txt or RecordIO).")
-@click.option("--images-root", type=click.Path(file_okay=False), help="Images of pairs.txt (default aligned_112x112/ beside it).")
-@click.option("--json", "out_json", type=click.Path(dir_okay=False), help="Write the results here (atomically).")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Write a ROC curve PNG here.")
-@click.option("--reference", type=click.Path(dir_okay=False),
+@click.option("--images-root", type=params.Path(file_okay=False), help="Images of pairs.txt (default aligned_112x112/ beside it).")
+@click.option("--json", "out_json", type=params.Path(dir_okay=False), help="Write the results here (atomically).")
+@click.option("--plot", type=params.Path(dir_okay=False), help="Write a ROC curve PNG here.")
+@click.option("--reference", type=params.Path(dir_okay=False),
               help="FP32 checkpoint or artifact to compare embeddings with (min/mean cosine on the same images).")
 @click.option("--flip", type=click.Choice(["sum", "concat", "none"]), default="sum", show_default=True,
               help="Flip test-time augmentation: emb(x)+emb(flip x) (insightface) or concatenated (2D-d).")
@@ -41,7 +41,7 @@ from edgekd.runtime.base import TORCH_PRECISIONS
               help="pairs: the set's pair list, 10 folds. all-pairs: every impostor pair of the images of a set of "
                    "identities (--data: identity folder, label.txt, RecordIO or pairs.txt), TAR at FAR 1e-3..1e-5 "
                    "with bootstrap intervals, FAR at the artifact's stored thresholds.")
-@click.option("--identities-from", type=click.Path(exists=True, dir_okay=False),
+@click.option("--identities-from", type=params.Path(exists=True, dir_okay=False),
               help="all-pairs: keep only the identities of --folds of this LFW pairs.txt.")
 @click.option("--folds", type=params.Folds(), help="LFW folds (1..10), e.g. 6-10: pairs of these folds only; all-pairs: their identities.")
 def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plot, reference, flip, no_flip,

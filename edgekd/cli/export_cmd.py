@@ -24,7 +24,7 @@ def _engine_options(f):
     for opt in reversed([
         click.option("--profile", default="1,8,64", show_default=True, type=params.Profile(), help="Batch MIN,OPT,MAX of the optimization profile."),
         click.option("--workspace", "workspace_mib", default=2048, show_default=True, type=params.WORKSPACE, help="Workspace limit, MiB."),
-        click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (default: .timing_cache beside the engine), reused across builds."),
+        click.option("--timing-cache", type=params.Path(dir_okay=False), help="Timing cache file (default: .timing_cache beside the engine), reused across builds."),
         click.option("--dla-core", type=int, help="Build for this Jetson DLA core (GPU fallback allowed)."),
         click.option("--api", default="auto", type=API, show_default=True, help="TensorRT API generation (auto: probe the installed module)."),
         click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command line(s)."),
@@ -35,23 +35,23 @@ def _engine_options(f):
 
 @cli.command("export")
 @click.option("--model", help="Registry name (optional when the checkpoint says which model it is).")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Checkpoint; omitted: shared pretrained file, else RANDOM init.")
-@click.option("--out", type=click.Path(dir_okay=False), help="FP32 ONNX path (default engines/NAME.onnx); FP16/INT8 files go beside it.")
+@click.option("--weights", type=params.Path(exists=True, dir_okay=False), help="Checkpoint; omitted: shared pretrained file, else RANDOM init.")
+@click.option("--out", type=params.Path(dir_okay=False), help="FP32 ONNX path (default engines/NAME.onnx); FP16/INT8 files go beside it.")
 @click.option("--opset", default=17, show_default=True, type=params.OPSET)
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim.")
 @click.option("--no-fp16", is_flag=True, help="Do not write the FP16 ONNX.")
-@click.option("--calib", type=click.Path(file_okay=False), help="Calibration set (calib/NAME) -> INT8 Q/DQ ONNX.")
+@click.option("--calib", type=params.Path(file_okay=False), help="Calibration set (calib/NAME) -> INT8 Q/DQ ONNX.")
 @click.option("--calib-method", "calib_methods", multiple=True, type=click.Choice(["minmax", "entropy", "percentile"]),
               help="Repeatable; one Q/DQ file per method (default minmax).")
 @click.option("--calib-limit", type=params.COUNT, help="Use at most this many calibration faces.")
 @click.option("--int8-first-conv", is_flag=True, help="Quantize the first conv too (default: keep it in float).")
 @click.option("--int8-tail", is_flag=True, help="Quantize / half the embedding tail too (default: keep it in FP32).")
-@click.option("--verify", type=click.Path(exists=True, dir_okay=False), help="pairs.txt or .bin: accuracy of every artifact.")
+@click.option("--verify", type=params.Path(exists=True, dir_okay=False), help="pairs.txt or .bin: accuracy of every artifact.")
 @click.option("--folds", type=params.Folds(), help="Verification folds to use, e.g. 6-10 (default all).")
 @click.option("--trt", "trt_precision", type=PRECISION, help="Also build a TensorRT engine of this precision.")
 @click.option("--int8-gate", type=params.GateSpec(), help="Accuracy gate for INT8, e.g. tar@1e-4=0.3 (largest TAR drop in points vs FP32, "
               "upper 95% bound, on --gate-data); writes " + str(onnx_path("NAME", Variant("int8", GATED))) + " (layer fallback to float as needed).")
-@click.option("--gate-data", type=click.Path(exists=True),
+@click.option("--gate-data", type=params.Path(exists=True),
               help="Gate/threshold images: identity folder, label.txt, RecordIO or LFW pairs.txt (with --gate-folds); "
                    "identities disjoint from what you report on. Every artifact gets its thresholds measured here.")
 @click.option("--gate-folds", type=params.Folds("--gate-folds"), help="LFW folds whose identities form the gate data, e.g. 1-5.")
@@ -90,12 +90,12 @@ def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, cali
 
 
 @cli.command("build")
-@click.option("--onnx", "onnx_path", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--onnx", "onnx_path", required=True, type=params.Path(exists=True, dir_okay=False),
               help="FP32 ONNX (builder-flags path) or the FP16 / Q/DQ ONNX (strongly typed path).")
 @click.option("--precision", required=True, type=PRECISION)
-@click.option("--typed-onnx", type=click.Path(exists=True, dir_okay=False), help="FP16 / Q/DQ ONNX for strongly typed builds when --onnx is the FP32 one.")
-@click.option("--out", type=click.Path(dir_okay=False), help=f"Engine path (default {engine_path('engines/NAME', 'fp16')} for fp16, likewise for the others).")
-@click.option("--calib", type=click.Path(file_okay=False), help="Calibration set for builder-flags INT8 builds.")
+@click.option("--typed-onnx", type=params.Path(exists=True, dir_okay=False), help="FP16 / Q/DQ ONNX for strongly typed builds when --onnx is the FP32 one.")
+@click.option("--out", type=params.Path(dir_okay=False), help=f"Engine path (default {engine_path('engines/NAME', 'fp16')} for fp16, likewise for the others).")
+@click.option("--calib", type=params.Path(file_okay=False), help="Calibration set for builder-flags INT8 builds.")
 @_engine_options
 def build_command(onnx_path, precision, typed_onnx, out, calib, profile, workspace_mib, timing_cache, dla_core, api,
                   print_trtexec):
@@ -114,7 +114,7 @@ def calib_group():
 
 @calib_group.command("make")
 @click.option("--from", "source", required=True, help="Image folder, train.rec, lfw.bin or pairs.txt.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder, e.g. calib/lfw512.")
+@click.option("--out", required=True, type=params.Path(file_okay=False), help="Output folder, e.g. calib/lfw512.")
 @click.option("--n", default=512, show_default=True, type=params.COUNT, help="Number of faces.")
 @click.option("--model", help="Take preprocessing from this registry model (default: ArcFace (x-127.5)/127.5, 112x112).")
 @click.option("--seed", default=0, show_default=True)
@@ -137,7 +137,7 @@ def calib_make(source, out, n, model, seed, folds, overwrite):
 
 
 @calib_group.command("show")
-@click.argument("path", type=click.Path(file_okay=False))
+@click.argument("path", type=params.Path(file_okay=False))
 def calib_show(path):
     """Check a calibration set (hashes) and print its manifest summary."""
     from edgekd.export.calib import open_calib

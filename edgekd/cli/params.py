@@ -5,6 +5,9 @@ library parsers (edgekd.data.folds, edgekd.export.gate), which also read it from
 
 from __future__ import annotations
 
+import os
+import pathlib
+
 import click
 
 from edgekd.errors import EdgekdError
@@ -112,15 +115,40 @@ _KIND_NAMES = {"onnx": ("an ONNX file", "--onnx"), "engine": ("a TensorRT engine
 
 def artifact_of(kind: str):
     """Callback of --onnx / --engine / --weights: a file of another kind (by suffix, as open_artifact decides) is
-    refused instead of silently run by another backend (`--onnx model.pt` ran PyTorch)."""
+    refused, as an input error (exit 1), instead of silently run by another backend (`--onnx model.pt` ran
+    PyTorch)."""
     def check(ctx, param, value):
         from edgekd.runtime import artifact_kind
 
         actual = artifact_kind(value) if value is not None else kind
         if actual != kind:
             what, option = _KIND_NAMES[actual]
-            raise click.BadParameter(f"{value}: {what} by its name, not {_KIND_NAMES[kind][0]}; give it as {option}",
-                                     ctx=ctx, param=param)
+            raise EdgekdError(f"{value}: {what} by its name, not {_KIND_NAMES[kind][0]}; give it as {option}")
         return value
 
     return check
+
+
+class Path(click.Path):
+    """click.Path whose failed check is an input error naming the path (`Error: <path>: <problem>`, exit 1), worded
+    here from the path's own state rather than parsed out of click's (translatable) message; a malformed command
+    line keeps exit status 2."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            raise EdgekdError(f"{os.fsdecode(value)}: {self.problem(pathlib.Path(os.fsdecode(value)))}") from None
+
+    def problem(self, path: pathlib.Path) -> str:
+        if not path.exists():
+            return "does not exist"
+        if path.is_dir() and not self.dir_okay:
+            return "is a folder, expected a file"
+        if not path.is_dir() and not self.file_okay:
+            return "is a file, expected a folder"
+        for wanted, mode, word in ((self.readable, os.R_OK, "readable"), (self.writable, os.W_OK, "writable"),
+                                   (self.executable, os.X_OK, "executable")):
+            if wanted and not os.access(path, mode):
+                return f"is not {word}"
+        return "cannot be used here"

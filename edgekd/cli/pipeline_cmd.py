@@ -2,13 +2,14 @@
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 
 
 @cli.command()
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "-o", required=True, type=params.Path(file_okay=False),
               help="Run folder; re-running with the same folder skips finished stages.")
-@click.option("--config", "-c", "config_file", type=click.Path(dir_okay=False, exists=True),
+@click.option("--config", "-c", "config_file", type=params.Path(dir_okay=False, exists=True),
               help="YAML/TOML/JSON settings (configs/paper.yaml: full scale). Default: the demo settings.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one setting, e.g. --set train.steps=20 (repeatable).")

@@ -2,12 +2,13 @@
 
 import click
 
+from edgekd.cli import params
 from edgekd.cli.app import cli
 
 
 @cli.command()
-@click.argument("results", type=click.Path(file_okay=False))
-@click.option("--out", "-o", type=click.Path(file_okay=False), help="Output folder (default: RESULTS/report).")
+@click.argument("results", type=params.Path(file_okay=False))
+@click.option("--out", "-o", type=params.Path(file_okay=False), help="Output folder (default: RESULTS/report).")
 @click.option("--title", default="edgekd results", show_default=True)
 def report(results, out, title):
     """Tables (accuracy; latency/memory/size) and Fig 1 (accuracy vs GFLOPs) from the result JSONs under RESULTS."""

@@ -37,7 +37,7 @@ def _option(f: dataclasses.Field) -> Callable:
         hint = typing.get_type_hints(TrainConfig)[f.name]
         kw["type"] = next((t for t in (int, float) if t in typing.get_args(hint)), str)
         if f.name == "init_weights":
-            kw["type"] = click.Path(dir_okay=False)
+            kw["type"] = params.Path(dir_okay=False)
     return click.option(*names, f.name, default=default, show_default=default not in (None, ""), **kw)
 
 
@@ -45,7 +45,7 @@ def train_options(f):
     """Every TrainConfig field as an option (defaults are TrainConfig's), plus --config FILE. Only options given on
     the command line override --config FILE, which overrides the saved config of a --resume'd run."""
     opts = [_option(fld) for fld in dataclasses.fields(TrainConfig)]
-    opts.insert(3, click.option("--config", "config_file", type=click.Path(dir_okay=False), help=CONFIG_FILE_HELP))
+    opts.insert(3, click.option("--config", "config_file", type=params.Path(dir_okay=False), help=CONFIG_FILE_HELP))
     for opt in reversed(opts):
         f = opt(f)
     return f
