@@ -26,10 +26,9 @@ from edgekd.cli.app import cli
 def device_check(onnx_path, data, images_root, folds, out, calib, qdq_onnx, gate_data, gate_folds, int8_gate, profile,
                  quiet):
     """On a GPU: build engines, compare with ONNX Runtime on real faces, re-measure accuracy, latency, memory."""
-    from edgekd.cli.export_cmd import _profile
     from edgekd.data.folds import parse_folds
     from edgekd.device_check import run_device_check
 
     run_device_check(onnx_path, data, out, folds=parse_folds(folds), images_root=images_root, calib=calib,
                      qdq_onnx=qdq_onnx, gate_data=gate_data, gate_folds=parse_folds(gate_folds, "--gate-folds"),
-                     int8_gate=int8_gate, profile=_profile(profile), progress=not quiet, log=click.echo)
+                     int8_gate=int8_gate, profile=profile, progress=not quiet, log=click.echo)

@@ -10,16 +10,6 @@ PRECISION = click.Choice(PRECISIONS)
 API = click.Choice(["auto", "builder-flags", "strongly-typed"])
 
 
-def _profile(value: str) -> tuple[int, int, int]:
-    from edgekd.errors import EdgekdError
-
-    try:
-        lo, opt, hi = (int(v) for v in value.split(","))
-    except ValueError:
-        raise EdgekdError(f"--profile {value!r}: expected MIN,OPT,MAX batch sizes, e.g. 1,8,64") from None
-    return lo, opt, hi
-
-
 def _engine_options(f):
     for opt in reversed([
         click.option("--profile", default="1,8,64", show_default=True, type=params.Profile(), help="Batch MIN,OPT,MAX of the optimization profile."),
@@ -81,10 +71,10 @@ def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, cali
         typed = typed_onnx_for(fp32, precision, methods[0])
         typed = typed if typed.is_file() else None
         if not trt_precision:
-            show(fp32, typed, engine_path(fp32, precision), precision, _profile(profile), workspace_mib,
+            show(fp32, typed, engine_path(fp32, precision), precision, profile, workspace_mib,
                  timing_cache or fp32.parent / ".timing_cache", dla_core)
             return
-        build_from_onnx(fp32, precision, typed_onnx=typed, calib=calib, profile=_profile(profile),
+        build_from_onnx(fp32, precision, typed_onnx=typed, calib=calib, profile=profile,
                         workspace_mib=workspace_mib, timing_cache=timing_cache, dla_core=dla_core, api=api,
                         show_trtexec=print_trtexec, engines_dir=fp32.parent)
 
@@ -102,7 +92,7 @@ def build_command(onnx_path, precision, typed_onnx, out, calib, profile, workspa
     """Build a TensorRT engine (+ JSON sidecar) from an ONNX file."""
     from edgekd.export.run import build_from_onnx
 
-    build_from_onnx(onnx_path, precision, out=out, typed_onnx=typed_onnx, calib=calib, profile=_profile(profile),
+    build_from_onnx(onnx_path, precision, out=out, typed_onnx=typed_onnx, calib=calib, profile=profile,
                     workspace_mib=workspace_mib, timing_cache=timing_cache, dla_core=dla_core, api=api,
                     show_trtexec=print_trtexec)
 

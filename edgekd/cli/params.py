@@ -90,6 +90,11 @@ class Profile(_Checked):
         if not sizes[0] <= sizes[1] <= sizes[2]:
             raise EdgekdError(f"--profile {text!r}: needs MIN <= OPT <= MAX")
 
+    def convert(self, value, param, ctx):
+        """-> (MIN, OPT, MAX)."""
+        value = super().convert(value, param, ctx)
+        return parse_batches(value, "--profile") if isinstance(value, str) else value
+
 
 class Batches(click.ParamType):
     """Comma-separated batch sizes -> a tuple of ints."""
