@@ -22,13 +22,15 @@ import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from edgekd.artifacts import Variant, export_report_path
+from edgekd.export.int8 import METHODS
+
 from _common import RESULTS, ROOT, Record, code_key, edgekd_cmd, inputs_lines, machine_line, pct, write_result
 
 MODELS = {
     "foamliu": ("mobilefacenet_ms1m_foamliu", ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt")),
     "xiaoccer": ("mobilefacenet_casia_xiaoccer", ("weights", "mobilefacenet_casia_xiaoccer", "068.ckpt")),
 }
-METHODS = ("minmax", "entropy", "percentile")
 
 
 def parse_folds(text: str) -> list[int]:
@@ -53,10 +55,11 @@ def export_cached(model: str, weights: Path, sha: str, calib: Path, work: Path) 
     from edgekd.io import read_json
 
     onnx = work / f"{model}-{sha[:12]}-{code_key('edgekd/export')}.onnx"  # rebuilt when the exporter changes
-    report = onnx.with_suffix(".export_report.json")
+    report = export_report_path(onnx)
     if report.is_file():
         r = read_json(report)
-        if all(f"int8-{m}" in r["artifacts"] and Path(r["artifacts"][f"int8-{m}"]["path"]).is_file() for m in METHODS):
+        if all(Variant("int8", m).tag in r["artifacts"] and Path(r["artifacts"][Variant("int8", m).tag]["path"]).is_file()
+               for m in METHODS):
             return r
     return export_model(weights=weights, model=model, out=onnx, calib=calib, calib_methods=METHODS, log=print)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgekd.artifacts import export_report_path
+
 from _common import RESULTS, ROOT, Record, inputs_lines, machine_line, pct, shown, write_result
 
 # key -> (registry model, shared weights path parts, flip mode its authors use, LFW accuracy its authors claim)
@@ -35,7 +37,7 @@ def export_cached(model: str, weights: Path, sha: str, work: Path) -> dict:
     from edgekd.io import read_json
 
     onnx = work / f"{model}-{sha[:12]}.onnx"
-    report = onnx.with_suffix(".export_report.json")
+    report = export_report_path(onnx)
     if onnx.is_file() and report.is_file():
         return read_json(report)
     return export_model(weights=weights, model=model, out=onnx, fp16=False, log=print)

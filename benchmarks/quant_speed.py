@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.artifacts import EXPORT_REPORT
+
 from _common import RESULTS, ROOT, Record, inputs_lines, interleaved, machine_line, write_result
 
-DEFAULT_REPORTS = ("engines/*.export_report.json", "runs/benchmarks/export_accuracy/*.export_report.json")
+DEFAULT_REPORTS = ("engines/*" + EXPORT_REPORT, "runs/benchmarks/export_accuracy/*" + EXPORT_REPORT)
 
 
 def _runners(report: dict, threads: int) -> dict:
