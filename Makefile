@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,$(strip $(ORT))]'
+	$(BIN)/python -m edgekd.detect.fetch
 	touch $@
 
 demo: setup

@@ -25,3 +25,10 @@ def shared_path(*parts: str) -> Path | None:
         return None
     p = root.joinpath(*parts)
     return p if p.exists() else None
+
+
+def mtcnn_weights_dir() -> Path:
+    """`$EDGEKD_MTCNN_WEIGHTS`, else `weights/mtcnn/` in the checkout, where `make setup` puts facenet-pytorch's
+    MTCNN files (git-ignored: they are the wheel's, MIT, not edgekd's)."""
+    env = os.environ.get("EDGEKD_MTCNN_WEIGHTS")
+    return Path(env) if env else _PACKAGE_ROOT / "weights" / "mtcnn"

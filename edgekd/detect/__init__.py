@@ -1,0 +1,2 @@
+"""The deployed face detector: MTCNN's pipeline in numpy over three networks run by ONNX Runtime or TensorRT
+(no torch, no OpenCV), face choice, and verification of two photos at an artifact's stored threshold."""
