@@ -6,16 +6,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ORT ?= cpu  # ONNX Runtime build: cpu (onnxruntime) or gpu (onnxruntime-gpu, CUDA); `make setup ORT=gpu`
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup weights demo test test-all clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed weights
+
+# MTCNN detector weights from the facenet-pytorch wheel (MIT), extracted into weights/mtcnn/; a no-op once present
+weights: $(VENV)/.installed
+	$(BIN)/python -m edgekd.detect.fetch
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" && command -v $(PYTHON) >/dev/null || { echo "need Python >= 3.10 (python3.11 preferred)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,$(strip $(ORT))]'
-	$(BIN)/python -m edgekd.detect.fetch
 	touch $@
 
 demo: setup
