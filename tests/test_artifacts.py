@@ -68,7 +68,7 @@ def test_artifact_suffixes_are_spelled_only_in_the_naming_module():
     import re
 
     root = Path(a.__file__).parent
-    literal = re.compile(r"\.int8-|\.fp16\.|(?<!tensorrt)\.engine\b|\.plan\b|\.export_report\.json|\.calib-")
+    literal = re.compile(r"\.int8-|\.fp16\.|(?<!tensorrt)\.engine\b|(?<!data)\.plan\b|\.export_report\.json|\.calib-")
     found = [f"{p.relative_to(root)}:{node.lineno}: {node.value[:80]!r}" for p in sorted(root.rglob("*.py"))
              if p.name != "artifacts.py" for node in ast.walk(ast.parse(p.read_text()))
              if isinstance(node, ast.Constant) and isinstance(node.value, str) and literal.search(node.value)]

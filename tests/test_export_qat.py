@@ -71,12 +71,14 @@ def test_qat_cli_bad_inputs_are_one_line(tmp_path):
 
     from edgekd.cli import cli
 
-    for args, msg in ((["--steps", "0"], "--steps must be >= 1"), (["--data", str(tmp_path / "nope")], "nope")):
+    # a malformed value is a usage error (exit 2), a missing input an input error (exit 1)
+    for args, msg, status in ((["--steps", "0"], "'--steps': 0 is not in the range", 2),
+                              (["--data", str(tmp_path / "nope")], "nope", 1)):
         base = ["qat", "--model", "mobilefacenet_ms1m_foamliu", "--data", str(tmp_path), "--out",
                 str(tmp_path / "q.onnx")]
         res = CliRunner().invoke(cli, base + args)
         errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
-        assert res.exit_code == 1 and len(errors) == 1 and msg in errors[0], res.output
+        assert res.exit_code == status and len(errors) == 1 and msg in errors[0], res.output
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile"])

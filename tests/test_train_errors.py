@@ -40,9 +40,9 @@ def test_unknown_names(tmp_path):
     _fails(tmp_path, "unknown model 'r7'", "--model", "r7", "--data", "synthetic:3x2")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("margin: sphereface\n")
-    _fails(tmp_path, "unknown margin head 'sphereface'", "--config", str(cfg), "--model", "mbf", "--data", "synthetic:3x2")
+    _fails(tmp_path, "unknown --margin 'sphereface' (known: arcface, cosface, combined)", "--config", str(cfg), "--model", "mbf", "--data", "synthetic:3x2")
     cfg.write_text("optimizer: lamb\n")
-    _fails(tmp_path, "unknown optimizer 'lamb'", "--config", str(cfg), "--model", "mbf", "--data", "synthetic:3x2")
+    _fails(tmp_path, "unknown --optimizer 'lamb' (known: sgd, adamw)", "--config", str(cfg), "--model", "mbf", "--data", "synthetic:3x2")
     _fails(tmp_path, "Invalid value for '--margin'", "--margin", "sphereface", "--data", "synthetic:3x2")
 
 

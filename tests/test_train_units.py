@@ -91,3 +91,27 @@ def test_margin_presets_with_overrides():
     assert TrainConfig(margin="arcface").margins() == (1.0, 0.5, 0.0)
     assert TrainConfig(margin="cosface", m3=0.4).margins() == (1.0, 0.0, 0.4)
     assert TrainConfig(margin="combined", m1=1.0, m2=0.3, m3=0.2).margins() == (1.0, 0.3, 0.2)
+
+
+def test_choices_are_listed_once_and_match_their_implementations():
+    from edgekd.losses import MARGINS
+    from edgekd.train import config
+    from edgekd.train.trainer import AMP_DTYPES
+
+    assert set(AMP_DTYPES) == set(config.AMP_MODES) - {"off"}
+    assert set(MARGINS) == set(config.MARGIN_HEADS) - {"combined"}
+    with pytest.raises(EdgekdError, match=r"unknown --schedule 'step' \(known: poly, cosine, constant\)"):
+        TrainConfig(schedule="step").check_choices()
+
+
+def test_override_order_defaults_resumed_run_file_command_line(tmp_path):
+    from edgekd.train.config import merge_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    saved = {**TrainConfig().to_dict(), "lr": 0.5, "seed": 3, "warmup": 7, "device": "cuda:3"}
+    torch.save({"edgekd": {}, "train": {}, "config": saved}, out / "checkpoint.pt")
+    (tmp_path / "c.yaml").write_text("seed: 4\nwarmup: 8\n")
+    cfg = merge_config({"resume": True, "out": str(out), "warmup": 9}, tmp_path / "c.yaml")
+    assert (cfg.lr, cfg.seed, cfg.warmup) == (0.5, 4, 9)  # resumed < file < command line
+    assert cfg.device == "auto" and cfg.momentum == TrainConfig().momentum  # per-process keys are not resumed

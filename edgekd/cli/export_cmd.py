@@ -4,6 +4,7 @@ import click
 
 from edgekd.cli import params
 from edgekd.cli.app import cli
+from edgekd.export import DEFAULT_OPSET, METHODS
 from edgekd.artifacts import GATED, PRECISIONS, Variant, engine_path, onnx_path
 
 PRECISION = click.Choice(PRECISIONS)
@@ -27,11 +28,11 @@ def _engine_options(f):
 @click.option("--model", help="Registry name (optional when the checkpoint says which model it is).")
 @click.option("--weights", type=params.Path(exists=True, dir_okay=False), help="Checkpoint; omitted: shared pretrained file, else RANDOM init.")
 @click.option("--out", type=params.Path(dir_okay=False), help="FP32 ONNX path (default engines/NAME.onnx); FP16/INT8 files go beside it.")
-@click.option("--opset", default=17, show_default=True, type=params.OPSET)
+@click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=params.OPSET)
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim.")
 @click.option("--no-fp16", is_flag=True, help="Do not write the FP16 ONNX.")
 @click.option("--calib", type=params.Path(file_okay=False), help="Calibration set (calib/NAME) -> INT8 Q/DQ ONNX.")
-@click.option("--calib-method", "calib_methods", multiple=True, type=click.Choice(["minmax", "entropy", "percentile"]),
+@click.option("--calib-method", "calib_methods", multiple=True, type=click.Choice(METHODS),
               help="Repeatable; one Q/DQ file per method (default minmax).")
 @click.option("--calib-limit", type=params.COUNT, help="Use at most this many calibration faces.")
 @click.option("--int8-first-conv", is_flag=True, help="Quantize the first conv too (default: keep it in float).")

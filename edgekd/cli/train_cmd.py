@@ -42,8 +42,7 @@ def _option(f: dataclasses.Field) -> Callable:
 
 
 def train_options(f):
-    """Every TrainConfig field as an option (defaults are TrainConfig's), plus --config FILE. Only options given on
-    the command line override --config FILE, which overrides the saved config of a --resume'd run."""
+    """Every TrainConfig field as an option (defaults and choices are TrainConfig's), plus --config FILE."""
     opts = [_option(fld) for fld in dataclasses.fields(TrainConfig)]
     opts.insert(3, click.option("--config", "config_file", type=params.Path(dir_okay=False), help=CONFIG_FILE_HELP))
     for opt in reversed(opts):
@@ -51,23 +50,16 @@ def train_options(f):
     return f
 
 
-def config_from_options(ctx: click.Context, options: dict, extra_fields: tuple[str, ...] = ()):
-    """TrainConfig from: dataclass defaults < saved config of the resumed run < --config file < explicit options.
-
-    `extra_fields`: option names the caller (distill) consumes itself; they are skipped here.
-    """
+def config_from_options(ctx: click.Context, options: dict):
+    """TrainConfig from the options typed on the command line and --config FILE, in train.config.merge_config's
+    order (defaults < resumed run < file < command line)."""
     import yaml
 
     from edgekd.errors import EdgekdError
-    from edgekd.train.checkpoint import load_checkpoint
-    from edgekd.train.config import load_config_file
+    from edgekd.train.config import merge_config
 
-    given = {}
-    for name, value in options.items():
-        if name in ("config_file", *extra_fields):
-            continue
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-            given[name] = value
+    given = {name: value for name, value in options.items()
+             if name != "config_file" and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     if "model_opt" in given:
         kwargs = {}
         for item in given.pop("model_opt"):
@@ -78,18 +70,7 @@ def config_from_options(ctx: click.Context, options: dict, extra_fields: tuple[s
         given["model_kwargs"] = kwargs
     if "val" in given:
         given["val"] = list(given["val"])
-    file_opts = load_config_file(options["config_file"]) if options.get("config_file") else {}
-    merged = {**file_opts, **given}
-    if merged.get("resume") and merged.get("out"):
-        from pathlib import Path
-
-        ckpt = Path(merged["out"]) / "checkpoint.pt"
-        if ckpt.exists():
-            saved = load_checkpoint(ckpt)["config"]
-            for k in ("resume", "progress", "device", "num_workers"):
-                saved.pop(k, None)
-            merged = {**saved, **merged}
-    return TrainConfig.from_dict(merged, source=options.get("config_file") or "options")
+    return merge_config(given, options.get("config_file"))
 
 
 @cli.command()

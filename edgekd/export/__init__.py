@@ -5,6 +5,6 @@ trtexec; the engine sidecar lives in edgekd.runtime.tensorrt.sidecar) and one or
 export_model, build_from_onnx), the single export path of the CLI and the pipeline.
 """
 
-from edgekd.export.tensorrt_build import build_engine  # noqa: E402  (tensorrt itself is imported lazily)
-
-__all__ = ["build_engine"]
+DEFAULT_OPSET = 17  # the exported graphs' opset: TensorRT 8.6 (JetPack 6.0) parses up to 17
+METHODS = ("minmax", "entropy", "percentile")  # INT8 calibration methods (the Q/DQ files' forms besides gated/cpu)
+# Both are read by the CLI at start-up, so they live here, not in the modules that import onnx.

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import EdgekdError
-from edgekd.export import graph
+from edgekd.export import METHODS, graph
 from edgekd.export.calib import CalibSet
 
-METHODS = ("minmax", "entropy", "percentile")
 # onnxruntime's Entropy default (128 bins, 128 quantized bins) leaves one candidate threshold, i.e. min-max; these
 # give a real KL search (512 bins over [-max|x|, max|x|], 128 quantized bins; 2048 bins as in TensorRT took 356 s
 # for mobilefacenet in ORT's Python search on the shared CPU). quantize_static cannot pass bin counts, so ranges are

@@ -17,10 +17,11 @@ from pathlib import Path
 import onnx
 
 from edgekd.errors import EdgekdError
-from edgekd.export import graph
+from edgekd.export import DEFAULT_OPSET, graph
 
 INPUT, OUTPUT = "input", "embedding"
 EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript exporter)"
+
 
 
 def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
@@ -42,7 +43,7 @@ def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     return model, "none (neither onnxslim nor onnxsim importable)"
 
 
-def to_onnx(model, input_size: tuple[int, int], opset: int = 17) -> onnx.ModelProto:
+def to_onnx(model, input_size: tuple[int, int], opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Trace `model` (eval mode, CPU, float32) at batch 2 with a symbolic batch axis on input and output."""
     import torch
 
@@ -59,7 +60,7 @@ def to_onnx(model, input_size: tuple[int, int], opset: int = 17) -> onnx.ModelPr
     return onnx.load_from_string(buf.getvalue())
 
 
-def export_onnx(model, out: str | os.PathLike, meta: dict, input_size: tuple[int, int], opset: int = 17,
+def export_onnx(model, out: str | os.PathLike, meta: dict, input_size: tuple[int, int], opset: int = DEFAULT_OPSET,
                 simplifier: bool = True) -> dict:
     """Export, simplify, check and write `out` atomically as one file; returns what was done for the report."""
     out = Path(out)

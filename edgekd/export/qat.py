@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import EdgekdError
+from edgekd.export import DEFAULT_OPSET
 from edgekd.export.thresholds import GATE_IMAGES
 
 CALIB_FACES = 256  # activation ranges come from the first 256 training faces (ORT's histogram calibrators hold
@@ -172,7 +173,7 @@ def fake_quantized(student, faces, meta: dict, float_layers=(), method: str = "m
 
     with tempfile.TemporaryDirectory(prefix="edgekd-qat-") as tmpdir:
         fp32 = Path(tmpdir) / "fp32.onnx"
-        export_onnx(student, fp32, meta, student.preprocess.input_size, 17, True)
+        export_onnx(student, fp32, meta, student.preprocess.input_size, DEFAULT_OPSET, True)
         gm, pairs = _fold_bn(student)
         with Int8Quantizer(fp32, faces, limit=CALIB_FACES) as q:
             node_to_module = _onnx_to_modules(q, gm)
@@ -224,7 +225,7 @@ def train_qat(student, teacher, faces, out, meta: dict, steps: int = 60, seed: i
                 raise EdgekdError(f"QAT loss became {losses[-1]} at step {len(losses)}; lower --lr")
         _write_back(student, gm, pairs)
         student.eval()
-        export_onnx(student, fp32, meta, pre.input_size, 17, True)
+        export_onnx(student, fp32, meta, pre.input_size, DEFAULT_OPSET, True)
         with Int8Quantizer(fp32, faces, limit=CALIB_FACES) as q:
             rec = q.write(out, method, list(float_layers), "qdq-s8s8",
                           extra_meta={"qat": json.dumps({"steps": steps, "seed": seed, "lr": lr})})

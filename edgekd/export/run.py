@@ -15,7 +15,7 @@ import numpy as np
 from edgekd import __version__
 from edgekd.artifacts import Variant, export_report_path, onnx_path
 from edgekd.errors import EdgekdError, NonFiniteEmbeddings
-from edgekd.export import graph
+from edgekd.export import DEFAULT_OPSET, graph
 from edgekd.export.thresholds import GATE_IMAGES
 from edgekd.io import atomic_path, check_writable_dir, sha256_file, write_json_atomic
 
@@ -59,7 +59,7 @@ def verify_artifacts(paths: dict[str, Path], vset, preprocess, progress: bool) -
     return out
 
 
-def export_model(*, weights=None, model: str | None = None, out=None, opset: int = 17, simplify: bool = True,
+def export_model(*, weights=None, model: str | None = None, out=None, opset: int = DEFAULT_OPSET, simplify: bool = True,
                  fp16: bool = True, calib=None, calib_methods=("minmax",), keep_first_conv: bool = True,
                  keep_tail: bool = True, calib_limit: int | None = None, verify=None, folds=None,
                  trt_precision: str | None = None, log=print, progress: bool = True, int8_gate: str | None = None,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.export.calib import CalibSet
+from edgekd.artifacts import PRECISIONS
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
 from edgekd.runtime.tensorrt import fail_unavailable, import_tensorrt
@@ -30,7 +31,6 @@ from edgekd.export.trt_ops import check_trt_ops
 from edgekd.io import atomic_path, write_bytes_atomic
 from edgekd.preprocess import ARCFACE, Preprocess
 
-PRECISIONS = ("fp32", "fp16", "int8")
 API_PATHS = ("builder-flags", "strongly-typed")
 
 

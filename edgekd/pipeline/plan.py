@@ -6,16 +6,18 @@ tensorrt imports -> eval of every deployed artifact -> bench -> report.
 
 Each stage body is one call of the public function a user's script would make (edgekd.data.plan.prepare_data,
 run_training / run_distillation, make_calib, export_model, build_from_onnx, run_eval over open_artifact,
-run_bench, build_report); artifact names are export_model's (`stem.onnx`, `stem.fp16.onnx`,
-`stem.int8-minmax.onnx`), eval JSON is written by run_eval only. The plan itself decides inputs and result paths.
+run_bench, build_report); artifact names come from edgekd.artifacts, eval JSON is written by run_eval only. The
+plan itself decides inputs and result paths; stages refer to each other as objects, never by parsing names.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from pathlib import Path
 
+from edgekd.artifacts import Variant, engine_path, onnx_path
 from edgekd.data.plan import data_plan, load_val, prepare_data
 from edgekd.errors import EdgekdError
 from edgekd.paths import shared_path
@@ -24,7 +26,7 @@ from edgekd.pipeline.stages import Stage
 from edgekd.runtime.tensorrt import tensorrt_installed
 
 PRETRAINED_TEACHER = ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt")
-CALIB_METHOD = "minmax"  # the INT8 artifact the pipeline evaluates (export_model names it stem.int8-minmax.onnx)
+INT8 = Variant("int8", "minmax")  # the INT8 artifact the pipeline deploys and evaluates
 
 
 def resolve_threads(threads: int | str) -> int:
@@ -119,31 +121,31 @@ def calib_stage(cfg: PipelineConfig, student: dict, data: dict, stage: Stage) ->
 
 
 def export_stage(cfg: PipelineConfig, checkpoint: str, onnx: Path, method: str, calib: str) -> dict:
-    from edgekd.export.run import artifact_path, export_model
+    from edgekd.export.run import export_model
 
     precisions = cfg.export.precisions
-    report = export_model(checkpoint, out=onnx, opset=cfg.export.opset, fp16="fp16" in precisions,
-                          calib=calib if "int8" in precisions else None, calib_methods=(CALIB_METHOD,),
+    report = export_model(weights=checkpoint, out=onnx, opset=cfg.export.opset, fp16="fp16" in precisions,
+                          calib=calib if "int8" in precisions else None, calib_methods=(INT8.form,),
                           method=method, log=lambda *a: None)
-    artifacts = {p: str(artifact_path(onnx, p, CALIB_METHOD)) for p in precisions}
+    artifacts = {p: str(onnx_path(onnx, INT8 if p == "int8" else p)) for p in precisions}
     parity = report["parity"]
     note = f"fp32 parity min cos {min(parity['min_cosine'], parity['batch1']['min_cosine']):.6f}"
     if report["calib"]:
-        note += f"; int8 calibrated on {report['artifacts'][f'int8-{CALIB_METHOD}']['calib_count']} images"
+        note += f"; int8 calibrated on {report['artifacts'][INT8.tag]['calib_count']} images"
     return {"outputs": [Path(a) for a in artifacts.values()] + [Path(report["report_path"])],
             "artifacts": artifacts, "note": note}
 
 
 def tensorrt_stage(artifacts: dict[str, str], calib: str, engines_dir: Path) -> dict:
-    """One engine per exported precision: FP32 from the FP32 graph, FP16 / INT8 from their typed ONNX (strongly
-    typed build) or the FP32 graph + calib set (builder flags), whichever the installed TensorRT supports."""
-    from edgekd.export.run import build_from_onnx, engine_path
+    """One engine per exported precision: FP32 from the FP32 graph, FP16 / INT8 from their typed ONNX (INT8 from
+    its Q/DQ file), whichever API the installed TensorRT has."""
+    from edgekd.export.run import build_from_onnx
 
     engines = {}
     for p, onnx in artifacts.items():
         build_from_onnx(artifacts["fp32"], p, typed_onnx=onnx if p != "fp32" else None,
                         calib=calib if p == "int8" else None, engines_dir=engines_dir, log=lambda *a: None)
-        engines[p] = str(engine_path(engines_dir / Path(artifacts["fp32"]).name, p))
+        engines[p] = str(engine_path(artifacts["fp32"], p, engines_dir))
     return {"outputs": [Path(e) for e in engines.values()], "engines": engines,
             "note": f"{len(engines)} engines ({', '.join(engines)})"}
 
@@ -207,113 +209,155 @@ def _estimate_train(cfg: PipelineConfig, steps: int, method: str) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Deployed:
-    """One artifact the plan evaluates and benchmarks: `source_stage` produced it under `key` of its result."""
+    """One artifact the plan evaluates and benchmarks: `source` produced it (an export or a TensorRT stage, whose
+    result maps precision -> file under "artifacts" or "engines"); `calib` is its student's calibration stage."""
 
-    name: str  # student_method, the result files' stem
+    name: str  # student_method: the stem of its result files
     model: str
     method: str
     precision: str
-    source_stage: str
-    key: str  # "artifacts" (ONNX) or "engines" (TensorRT)
-    suffix: str  # "" or "-tensorrt" (stage names), "" or ".tensorrt" (result files)
+    source: Stage
+    calib: Stage
+    runtime: str = "onnxruntime"  # or "tensorrt"
+
+    @property
+    def label(self) -> str:
+        """The variant as stage and result-file names spell it: "fp16", or "fp16-tensorrt" for an engine."""
+        return self.precision if self.runtime == "onnxruntime" else f"{self.precision}-{self.runtime}"
+
+    def path(self, precision: str | None = None) -> str:
+        key = "artifacts" if self.runtime == "onnxruntime" else "engines"
+        return self.source.result[key][precision or self.precision]
+
+
+def _data_stage(cfg: PipelineConfig, plan: dict, out: Path) -> Stage:
+    return Stage("data", {"plan": {k: v for k, v in plan.items() if k != "input_files"},
+                          "data": dataclasses.asdict(cfg.data)},
+                 lambda s: prepare_data(cfg.data, plan, out), input_files=plan["input_files"], estimate_s=5)
+
+
+def _teacher_stages(cfg: PipelineConfig, data: Stage, res: Path) -> list[Stage]:
+    weights = teacher_weights(cfg)
+    key = {"teacher": dataclasses.asdict(cfg.teacher), "weights": str(weights) if weights else None}
+    if weights is None:
+        key.update(train=dataclasses.asdict(cfg.train), device=cfg.device)
+    teacher = Stage("teacher", key, lambda s: teacher_stage(cfg, s, data.result), after=[data.name],
+                    input_files=[weights] if weights else [],
+                    estimate_s=1 if weights else _estimate_train(cfg, cfg.teacher.train_steps, "vanilla"),
+                    work_dir=None if weights else res / "teacher")
+
+    def evaluate(s: Stage) -> dict:
+        t = teacher.result
+        return eval_stage(cfg, t["weights"], {"model": t["model"], "method": "teacher", "precision": "fp32",
+                                              "artifact": t["weights"]},
+                          data.result["val"], res / "eval" / "teacher.json", extra={"teacher_trained": t["trained"]})
+
+    return [teacher, Stage("eval/teacher", {"eval": dataclasses.asdict(cfg.eval), "device": cfg.device}, evaluate,
+                           after=[data.name, teacher.name], estimate_s=40)]
+
+
+def _student_stages(cfg: PipelineConfig, student: dict, data: Stage, teacher: Stage, res: Path,
+                    art: Path) -> tuple[list[Stage], list[Deployed]]:
+    """Calibration set, then per method: training and export; the exported files are what the plan deploys."""
+    sname = student.get("name") or student["model"]
+    calib = Stage(f"calib/{sname}", {"student": student, "n": cfg.export.calib_images, "seed": cfg.train.seed},
+                  lambda s: calib_stage(cfg, student, data.result, s), after=[data.name], estimate_s=5,
+                  work_dir=art / "calib" / sname)
+    stages, deployed = [calib], []
+    for method in cfg.methods:
+        mname = method_stem(method)
+        stem = f"{sname}_{mname}"
+        train = Stage(f"train/{sname}/{mname}",
+                      {"student": student, "method": method, "options": cfg.method_options.get(method),
+                       "train": dataclasses.asdict(cfg.train), "device": cfg.device},
+                      functools.partial(_train, cfg, student, method, data, teacher, art / "teacher_cache"),
+                      after=[data.name] if method == "vanilla" else [data.name, teacher.name],
+                      estimate_s=_estimate_train(cfg, cfg.train.steps, method), work_dir=res / "train" / stem)
+        export = Stage(f"export/{sname}/{mname}", {"export": dataclasses.asdict(cfg.export), "method": mname},
+                       functools.partial(_export, cfg, train, calib, onnx_path(art / stem), mname),
+                       after=[train.name, calib.name], estimate_s=25)
+        stages += [train, export]
+        deployed += [Deployed(stem, student["model"], mname, p, export, calib) for p in cfg.export.precisions]
+    return stages, deployed
+
+
+def _train(cfg, student, method, data: Stage, teacher: Stage, cache_dir: Path, stage: Stage) -> dict:
+    return train_stage(cfg, student, method, data.result["train"], teacher.result, stage, cache_dir)
+
+
+def _export(cfg, train: Stage, calib: Stage, onnx: Path, method: str, stage: Stage) -> dict:
+    return export_stage(cfg, train.result["checkpoint"], onnx, method, calib.result["calib"])
+
+
+def _tensorrt_stages(cfg: PipelineConfig, deployed: list[Deployed], art: Path) -> tuple[list[Stage], list[Deployed]]:
+    """One engine-building stage per exported model where tensorrt imports; else one stage saying why not."""
+    if not (cfg.export.tensorrt == "auto" and tensorrt_installed()):
+        why = ("export.tensorrt is off" if cfg.export.tensorrt == "off" else
+               "the tensorrt Python package does not import here (no GPU / TensorRT on this machine)")
+        return [Stage("tensorrt", {"skipped": why}, lambda s: {"outputs": [], "note": f"not built: {why}"},
+                      estimate_s=0)], []
+    builds: dict[str, Stage] = {}
+    engines = []
+    for d in deployed:
+        if d.name not in builds:
+            builds[d.name] = Stage(f"tensorrt/{d.name}", {"precisions": cfg.export.precisions},
+                                   functools.partial(_build, d.source, d.calib, art),
+                                   after=[d.source.name, d.calib.name], estimate_s=120)
+        engines.append(dataclasses.replace(d, source=builds[d.name], runtime="tensorrt"))
+    return list(builds.values()), engines
+
+
+def _build(export: Stage, calib: Stage, engines_dir: Path, stage: Stage) -> dict:
+    return tensorrt_stage(export.result["artifacts"], calib.result["calib"], engines_dir)
+
+
+def _eval_stage(cfg: PipelineConfig, d: Deployed, data: Stage, res: Path) -> Stage:
+    onnx = d.runtime == "onnxruntime"
+    use_ref = onnx and d.precision in cfg.eval.reference
+
+    def evaluate(s: Stage) -> dict:
+        return eval_stage(cfg, d.path(), {"model": d.model, "method": d.method, "precision": d.precision,
+                                          "artifact": d.path()}, data.result["val"],
+                          res / "eval" / f"{d.name}.{d.label}.json", reference=d.path("fp32") if use_ref else None)
+
+    key = {"eval": dataclasses.asdict(cfg.eval), "device": cfg.runtime_device, "reference": use_ref} if onnx \
+        else {"eval": dataclasses.asdict(cfg.eval)}
+    return Stage(f"eval/{d.name}/{d.label}", key, evaluate, after=[data.name, d.source.name],
+                 estimate_s=(60 if use_ref else 35) if onnx else 15)
+
+
+def _bench_stage(cfg: PipelineConfig, d: Deployed, res: Path) -> Stage:
+    onnx = d.runtime == "onnxruntime"
+
+    def bench(s: Stage) -> dict:
+        return bench_stage(cfg, d.path(), {"model": d.model, "method": d.method, "precision": d.precision},
+                           res / "bench" / f"{d.name}.{d.label}.json")
+
+    key = {"bench": dataclasses.asdict(cfg.bench), "device": cfg.runtime_device} if onnx \
+        else {"bench": dataclasses.asdict(cfg.bench)}
+    return Stage(f"bench/{d.name}/{d.label}", key, bench, after=[d.source.name],
+                 estimate_s=(4 + 3 * len(cfg.bench.batch_sizes)) if onnx else 10)
 
 
 def build_stages(cfg: PipelineConfig, out: Path) -> list[Stage]:
-    plan = data_plan(cfg.data)
+    """data -> teacher -> per student: calibration, training, export -> engines -> eval and bench of every deployed
+    artifact -> report."""
     res, art = out / "results", out / "artifacts"
-    by: dict[str, Stage] = {}
-
-    def add(stage: Stage) -> None:
-        by[stage.name] = stage
-
-    def result(name: str) -> dict:  # a stage's result exists once it ran or was skipped
-        return by[name].result
-
-    add(Stage("data", {"plan": {k: v for k, v in plan.items() if k != "input_files"},
-                       "data": dataclasses.asdict(cfg.data)},
-              lambda s: prepare_data(cfg.data, plan, out), input_files=plan["input_files"], estimate_s=5))
-    weights = teacher_weights(cfg)
-    teacher_key = {"teacher": dataclasses.asdict(cfg.teacher), "weights": str(weights) if weights else None}
-    if weights is None:
-        teacher_key.update(train=dataclasses.asdict(cfg.train), device=cfg.device)
-    add(Stage("teacher", teacher_key, lambda s: teacher_stage(cfg, s, result("data")), after=["data"],
-              input_files=[weights] if weights else [],
-              estimate_s=1 if weights else _estimate_train(cfg, cfg.teacher.train_steps, "vanilla"),
-              work_dir=None if weights else res / "teacher"))
-    add(Stage("eval/teacher", {"eval": dataclasses.asdict(cfg.eval), "device": cfg.device},
-              lambda s: eval_stage(cfg, result("teacher")["weights"],
-                                   {"model": result("teacher")["model"], "method": "teacher", "precision": "fp32",
-                                    "artifact": result("teacher")["weights"]},
-                                   result("data")["val"], res / "eval" / "teacher.json",
-                                   extra={"teacher_trained": result("teacher")["trained"]}),
-              after=["data", "teacher"], estimate_s=40))
-
+    data = _data_stage(cfg, data_plan(cfg.data), out)
+    stages = [data, *_teacher_stages(cfg, data, res)]
+    teacher = stages[1]
     deployed: list[Deployed] = []
     for student in cfg.students:
-        sname = student.get("name") or student["model"]
-        calib = f"calib/{sname}"
-        add(Stage(calib, {"student": student, "n": cfg.export.calib_images, "seed": cfg.train.seed},
-                  lambda s, st=student: calib_stage(cfg, st, result("data"), s), after=["data"], estimate_s=5,
-                  work_dir=art / "calib" / sname))
-        for method in cfg.methods:
-            mname = method_stem(method)
-            train_stage_name, export_stage_name = f"train/{sname}/{mname}", f"export/{sname}/{mname}"
-            add(Stage(train_stage_name, {"student": student, "method": method,
-                                         "options": cfg.method_options.get(method),
-                                         "train": dataclasses.asdict(cfg.train), "device": cfg.device},
-                      lambda s, st=student, m=method: train_stage(cfg, st, m, result("data")["train"],
-                                                                  result("teacher"), s, art / "teacher_cache"),
-                      after=["data"] if method == "vanilla" else ["data", "teacher"],
-                      estimate_s=_estimate_train(cfg, cfg.train.steps, method),
-                      work_dir=res / "train" / f"{sname}_{mname}"))
-            add(Stage(export_stage_name, {"export": dataclasses.asdict(cfg.export), "method": mname},
-                      lambda s, t=train_stage_name, c=calib, stem=f"{sname}_{mname}", m=mname: export_stage(
-                          cfg, result(t)["checkpoint"], art / f"{stem}.onnx", m, result(c)["calib"]),
-                      after=[train_stage_name, calib], estimate_s=25))
-            deployed += [Deployed(f"{sname}_{mname}", student["model"], mname, p, export_stage_name, "artifacts", "")
-                         for p in cfg.export.precisions]
-
-    if cfg.export.tensorrt == "auto" and tensorrt_installed():
-        for d in [d for d in deployed if d.key == "artifacts"]:
-            engine_stage_name = f"tensorrt/{d.name}"
-            if engine_stage_name not in by:
-                calib = f"calib/{d.source_stage.split('/')[1]}"
-                add(Stage(engine_stage_name, {"precisions": cfg.export.precisions},
-                          lambda s, e=d.source_stage, c=calib: tensorrt_stage(result(e)["artifacts"],
-                                                                              result(c)["calib"], art),
-                          after=[d.source_stage, calib], estimate_s=120))
-            deployed.append(dataclasses.replace(d, source_stage=engine_stage_name, key="engines", suffix="-tensorrt"))
-    else:
-        why = ("export.tensorrt is off" if cfg.export.tensorrt == "off" else
-               "the tensorrt Python package does not import here (no GPU / TensorRT on this machine)")
-        add(Stage("tensorrt", {"skipped": why}, lambda s, why=why: {"outputs": [], "note": f"not built: {why}"},
-                  estimate_s=0))
-
-    def artifact(d: Deployed, precision: str | None = None) -> str:
-        return result(d.source_stage)[d.key][precision or d.precision]
-
-    for d in deployed:
-        onnx = d.key == "artifacts"
-        use_ref = onnx and d.precision in cfg.eval.reference
-        add(Stage(f"eval/{d.name}/{d.precision}{d.suffix}",
-                  {"eval": dataclasses.asdict(cfg.eval), "device": cfg.runtime_device, "reference": use_ref}
-                  if onnx else {"eval": dataclasses.asdict(cfg.eval)},
-                  lambda s, d=d, use_ref=use_ref: eval_stage(
-                      cfg, artifact(d), {"model": d.model, "method": d.method, "precision": d.precision,
-                                         "artifact": artifact(d)}, result("data")["val"],
-                      res / "eval" / f"{d.name}.{d.precision}{d.suffix.replace('-', '.')}.json",
-                      reference=artifact(d, "fp32") if use_ref else None),
-                  after=["data", d.source_stage], estimate_s=(60 if use_ref else 35) if onnx else 15))
-    for d in deployed:
-        onnx = d.key == "artifacts"
-        add(Stage(f"bench/{d.name}/{d.precision}{d.suffix}",
-                  {"bench": dataclasses.asdict(cfg.bench), "device": cfg.runtime_device}
-                  if onnx else {"bench": dataclasses.asdict(cfg.bench)},
-                  lambda s, d=d: bench_stage(cfg, artifact(d), {"model": d.model, "method": d.method,
-                                                                "precision": d.precision},
-                                             res / "bench" / f"{d.name}.{d.precision}{d.suffix.replace('-', '.')}.json"),
-                  after=[d.source_stage], estimate_s=(4 + 3 * len(cfg.bench.batch_sizes)) if onnx else 10))
-    results = [n for n in by if n.startswith(("eval/", "bench/"))] + ["data"]
-    add(Stage("report", {"title": f"edgekd pipeline: {cfg.name}"},
-              lambda s: report_stage(cfg, res, out / "report"), after=results, estimate_s=5))
-    return list(by.values())
+        more, exported = _student_stages(cfg, student, data, teacher, res, art)
+        stages += more
+        deployed += exported
+    builds, engines = _tensorrt_stages(cfg, deployed, art)
+    stages += builds
+    deployed += engines
+    measured = [stages[2]] + [_eval_stage(cfg, d, data, res) for d in deployed] + \
+        [_bench_stage(cfg, d, res) for d in deployed]
+    stages += measured[1:]
+    report = Stage("report", {"title": f"edgekd pipeline: {cfg.name}"},
+                   lambda s: report_stage(cfg, res, out / "report"),
+                   after=[m.name for m in measured] + [data.name], estimate_s=5)
+    return stages + [report]

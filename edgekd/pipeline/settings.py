@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.export import DEFAULT_OPSET
 from edgekd.io import read_settings_file
 from edgekd.options import check_fields
 from edgekd.train.config import TrainConfig
@@ -56,7 +57,7 @@ def demo_training() -> TrainConfig:
 class ExportConfig:
     precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
     calib_images: int = 64
-    opset: int = 17
+    opset: int = DEFAULT_OPSET
     tensorrt: str = "auto"  # auto: build engines when tensorrt imports; off
 
 
@@ -153,7 +154,7 @@ def _check(cfg: PipelineConfig, source: str) -> None:
     for s in cfg.students:
         if not isinstance(s, dict) or "model" not in s:
             raise EdgekdError(f"{source}: each student needs a `model` (got {json.dumps(s)})")
-    from edgekd.runtime.base import ARTIFACT_PRECISIONS
+    from edgekd.artifacts import PRECISIONS as ARTIFACT_PRECISIONS
 
     bad = [p for p in cfg.export.precisions if p not in ARTIFACT_PRECISIONS]
     if bad or "fp32" not in cfg.export.precisions:

@@ -11,12 +11,9 @@ import numpy as np
 
 from edgekd.errors import EdgekdError, NonFiniteEmbeddings
 
-# One vocabulary for "precision": the number format a model computes in, wherever it runs. A PyTorch checkpoint
-# computes in fp32 / fp16 / bf16 (a torch dtype); an exported artifact (ONNX file, TensorRT engine) is fp32, fp16 or
-# int8 and carries its precision in its metadata. Every CLI choice and setting takes its values from here.
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# A PyTorch checkpoint computes in fp32 / fp16 / bf16 (a torch dtype); an exported artifact is fp32, fp16 or int8
+# (edgekd.artifacts.PRECISIONS) and carries its precision in its metadata.
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
-ARTIFACT_PRECISIONS = ("fp32", "fp16", "int8")
 from edgekd.preprocess import Preprocess
 
 

@@ -10,6 +10,15 @@ from typing import Any
 from edgekd.errors import EdgekdError
 from edgekd.io import read_settings_file
 
+# The named choices of a run, listed once: TrainConfig's fields, their click.Choice options (cli/train_cmd.py) and
+# check_choices() read them. The trainer maps each name to its implementation (optimiser class, AMP dtype, schedule).
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("poly", "cosine", "constant")
+MARGIN_HEADS = ("arcface", "cosface", "combined")  # presets in edgekd.losses.MARGINS; combined takes m1-m3
+AMP_MODES = ("off", "bf16", "fp16")
+# Options that describe this process, not the run: a resumed run never takes them from its checkpoint.
+PER_PROCESS = ("resume", "progress", "device", "num_workers")
+
 
 def setting(default=None, help: str = "", choices: tuple[str, ...] | None = None, cli: tuple[str, ...] = (),
             factory=None):
@@ -36,14 +45,14 @@ class TrainConfig:
     steps: int | None = setting(None, "Optimiser steps (or --epochs; default 1 epoch).")
     epochs: int | None = setting(None, "Passes over the data.")
     batch_size: int = setting(128, "Per process.")
-    optimizer: str = setting("sgd", "Optimiser.", ("sgd", "adamw"))
+    optimizer: str = setting("sgd", "Optimiser.", OPTIMIZERS)
     lr: float = setting(0.1, "Peak learning rate.")
     momentum: float = setting(0.9, "SGD momentum.")
     weight_decay: float = setting(5e-4, "Weight decay.")
-    schedule: str = setting("poly", "Learning-rate schedule after warm-up.", ("poly", "cosine", "constant"))
+    schedule: str = setting("poly", "Learning-rate schedule after warm-up.", SCHEDULES)
     warmup: int = setting(0, "Linear warm-up steps.")
     margin: str = setting("arcface", "Margin head: arcface (m2=0.5), cosface (m3=0.35) or combined (give m1-m3).",
-                          ("arcface", "cosface", "combined"))
+                          MARGIN_HEADS)
     scale: float = setting(64.0, "Logit scale s.")
     m1: float | None = setting(None, "Multiplicative angular margin (overrides the preset).")
     m2: float | None = setting(None, "Additive angular margin (ArcFace).")
@@ -51,7 +60,7 @@ class TrainConfig:
     easy_margin: bool = setting(False, "Apply the angular margin only where cos > 0.")
     sample_rate: float = setting(1.0, "Partial FC: fraction of class centres per step.",
                                  cli=("--sample-rate", "--partial-fc"))
-    amp: str = setting("off", "Mixed precision (fp16 needs CUDA and uses a GradScaler).", ("off", "bf16", "fp16"))
+    amp: str = setting("off", "Mixed precision (fp16 needs CUDA and uses a GradScaler).", AMP_MODES)
     grad_clip: float = setting(5.0, "Max gradient norm (0 = off).")
     channels_last: bool = setting(False, "channels_last memory format.")
     flip: bool = setting(True, "Random horizontal flips.")
@@ -70,6 +79,13 @@ class TrainConfig:
     init_weights: str | None = setting(None, "Start from these weights (same architecture).", cli=("--init",))
     resize: bool = setting(False, "Resize images that are not 112x112 instead of failing.")
     progress: bool = setting(True, "Progress bar.")
+
+    def check_choices(self) -> None:
+        """A named choice outside its list (from a settings file or a saved run; click checks the command line)."""
+        for f in dataclasses.fields(self):
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if choices and value not in choices:
+                raise EdgekdError(f"unknown --{f.name.replace('_', '-')} {value!r} (known: {', '.join(choices)})")
 
     def margins(self) -> tuple[float, float, float]:
         """(m1, m2, m3): the preset of `margin`, overridden by explicit values."""
@@ -97,3 +113,17 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Option defaults from YAML (.yaml/.yml), TOML (.toml) or JSON; keys use the dataclass names ('-' or '_')."""
     d = read_settings_file(path)
     return {k.replace("-", "_"): v for k, v in d.items()}
+
+
+def merge_config(given: dict[str, Any], config_file: str | Path | None = None) -> TrainConfig:
+    """The one override order of `edgekd train` and `distill`, lowest first: TrainConfig's defaults, the saved
+    config of the run being resumed (`resume` with an `out` holding checkpoint.pt; PER_PROCESS keys excepted), the
+    settings file, then `given` (the options typed on the command line)."""
+    merged = {**(load_config_file(config_file) if config_file else {}), **given}
+    ckpt = Path(merged["out"]) / "checkpoint.pt" if merged.get("resume") and merged.get("out") else None
+    if ckpt is not None and ckpt.exists():
+        from edgekd.train.checkpoint import load_checkpoint  # torch, only when resuming
+
+        saved = {k: v for k, v in load_checkpoint(ckpt)["config"].items() if k not in PER_PROCESS}
+        merged = {**saved, **merged}
+    return TrainConfig.from_dict(merged, source=str(config_file or "options"))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 from edgekd.errors import EdgekdError
-
-SCHEDULES = ("poly", "cosine", "constant")
+from edgekd.train.config import SCHEDULES
 
 
 def lr_at(step: int, total: int, base_lr: float, warmup: int = 0, kind: str = "poly") -> float:

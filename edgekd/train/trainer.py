@@ -27,9 +27,9 @@ from edgekd.train.checkpoint import git_commit, load_checkpoint, rng_state, set_
 from edgekd.train.config import TrainConfig
 from edgekd.train.convergence import assess
 from edgekd.train.objective import MarginObjective, Objective
-from edgekd.train.schedule import SCHEDULES, lr_at
+from edgekd.train.schedule import lr_at
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # every config.AMP_MODES entry but "off"
 ObjectiveArg = Objective | Callable[[nn.Module, int], Objective] | None
 
 
@@ -45,7 +45,7 @@ class NonFiniteLoss(Exception):
     """Raised inside a step; the loop turns it into a one-line EdgekdError after keeping the last good checkpoint."""
 
 
-def check_config(cfg: TrainConfig, margin_needed: bool = True) -> None:
+def check_config(cfg: TrainConfig) -> None:
     """Option errors that need no data or model, reported before anything is loaded."""
     from edgekd.models.registry import resolve
 
@@ -63,18 +63,11 @@ def check_config(cfg: TrainConfig, margin_needed: bool = True) -> None:
         v = getattr(cfg, name)
         if v is not None and v <= 0:
             raise EdgekdError(f"--{name.replace('_', '-')} must be positive, got {v}")
-    if cfg.optimizer not in ("sgd", "adamw"):
-        raise EdgekdError(f"unknown optimizer '{cfg.optimizer}' (sgd, adamw)")
-    if cfg.schedule not in SCHEDULES:
-        raise EdgekdError(f"unknown lr schedule '{cfg.schedule}' (known: {', '.join(SCHEDULES)})")
-    if cfg.amp not in ("off", *AMP_DTYPES):
-        raise EdgekdError(f"unknown --amp '{cfg.amp}' (off, bf16, fp16)")
+    cfg.check_choices()
     if not 0.0 < cfg.sample_rate <= 1.0:
         raise EdgekdError(f"--sample-rate {cfg.sample_rate} (Partial FC) is outside (0, 1]")
     if cfg.lr <= 0 or cfg.warmup < 0 or cfg.grad_clip < 0 or cfg.log_every <= 0:
         raise EdgekdError("--lr and --log-every must be positive, --warmup and --grad-clip non-negative")
-    if margin_needed:
-        cfg.margins()  # unknown margin head name
 
 
 class Trainer:
@@ -84,7 +77,7 @@ class Trainer:
         from edgekd.data import open_dataset
         from edgekd.models import create_model
 
-        check_config(cfg, margin_needed=objective is None)
+        check_config(cfg)
         self.cfg, self.out = cfg, Path(cfg.out)
         self.meta = {"kind": "train", "method": "vanilla", "teacher": None, **(meta or {})}
         self.ctx = distributed.setup(cfg.device)
