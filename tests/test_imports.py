@@ -119,6 +119,18 @@ def test_runtime_backends_other_than_pytorch_import_no_torch_models_or_click():
     assert violations(is_non_torch_runtime, forbidden) == []
 
 
+def test_the_detector_pipeline_imports_no_torch_models_or_click():
+    """edgekd.detect is the deployed detection path (numpy between the networks): it runs in the torch-free venv."""
+    def forbidden(mod, imported, names):
+        if imported.split(".")[0] in ("torch", "torchvision", "click", "cv2"):
+            return "the deployed detector runs without torch, click and OpenCV"
+        if top(imported) in ("models", "train", "distill", "export", "cli"):
+            return "the detector pipeline builds no models (edgekd.models.mtcnn holds the PyTorch networks)"
+        return None
+
+    assert violations(lambda m: top(m) == "detect", forbidden) == []
+
+
 def test_export_uses_no_private_runtime_helpers():
     def forbidden(mod, imported, names):
         if top(imported) != "runtime":
