@@ -86,3 +86,164 @@ def iter_frames(source: str | Path, limit: int | None = None) -> Iterator[tuple[
             raise EdgekdError(f"{source}: no frames could be decoded")
     finally:
         cap.release()
+
+
+def open_detector_folder(folder: str | Path, threads: int | None = None):
+    """An Mtcnn over the three ONNX files `edgekd export --detector mtcnn --out DIR` writes (ONNX Runtime, CPU)."""
+    from edgekd.artifacts import detector_stem, onnx_path
+    from edgekd.detect.mtcnn import NETWORKS, Mtcnn
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EdgekdError(f"{folder}: not a detector folder (edgekd export --detector mtcnn --out DIR)")
+    paths = {n: onnx_path(folder / detector_stem("mtcnn", n)) for n in NETWORKS}
+    missing = [p.name for p in paths.values() if not p.is_file()]
+    if missing:
+        raise EdgekdError(f"{folder}: not an MTCNN detector folder (missing {', '.join(missing)})")
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    nets = {}
+    for n, p in paths.items():
+        try:
+            sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own types; one line for a damaged file
+            raise EdgekdError(f"{p}: not a loadable ONNX network ({str(e).splitlines()[0]})") from None
+        name = sess.get_inputs()[0].name
+        nets[n] = (lambda s, i: lambda x: s.run(None, {i: x}))(sess, name)
+    return Mtcnn(nets)
+
+
+class _Timed:
+    """A network callable that adds its wall time (ms) to `log[name]`: the per-network share of detection."""
+
+    def __init__(self, fn, log: dict, name: str):
+        self.fn, self.log, self.name = fn, log, name
+
+    def __call__(self, x):
+        t0 = time.perf_counter()
+        out = self.fn(x)
+        self.log[self.name] = self.log.get(self.name, 0.0) + (time.perf_counter() - t0) * 1e3
+        return out
+
+
+def _l2(e: np.ndarray) -> np.ndarray:
+    e = np.asarray(e, np.float64)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+def align_faces(image: np.ndarray, faces, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, 3) uint8 crops of the faces aligned on their landmarks (ArcFace template of `size`)."""
+    from edgekd.data.align import align_image
+
+    return np.stack([align_image(image, np.asarray(f.landmarks), size) for f in faces]) if faces else \
+        np.zeros((0, *size, 3), np.uint8)
+
+
+def build_gallery(folder: str | Path, detector, embedder) -> dict:
+    """{"names": [...], "embeddings": (K, D) unit rows}: one row per identity subfolder, the mean of its photos'
+    normalised embeddings. A photo already the aligned size is taken as an aligned crop; others are detected and
+    their largest-central face aligned."""
+    from edgekd.data.image import decode_image
+    from edgekd.detect.faces import choose_face
+
+    folder = Path(folder)
+    subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not subs:
+        raise EdgekdError(f"{folder}: a gallery is a folder of identity subfolders of photos")
+    pp = embedder.preprocess
+    size = aligned_size(pp)
+    names, rows = [], []
+    for sub in subs:
+        crops = []
+        for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            img = decode_image(path)
+            if img.shape[:2] == tuple(size):
+                crops.append(img)
+            elif detector is not None:
+                crops.extend(align_faces(img, choose_face(detector(img), img.shape), size))
+        if crops:
+            names.append(sub.name)
+            rows.append(_l2(embedder(pp(np.stack(crops)))).mean(0))
+    if not names:
+        raise EdgekdError(f"{folder}: no face found in any gallery photo")
+    return {"names": names, "embeddings": _l2(np.stack(rows))}
+
+
+def bench_video_pipeline(frames, detector, embedder, gallery: dict | None = None, threshold: float | None = None,
+                         warmup: int = 1, progress=None) -> dict:
+    """Per-frame time of the deployed verification app: decode, detect (MTCNN; P/R/O-Net network time reported
+    inside it), align, embed (all faces of the frame in one batch), match (top-1 cosine against the gallery;
+    below `threshold` -> "unknown"). `frames` yields (frame, decode seconds) as iter_frames does; the first
+    `warmup` frames run untimed. Returns the stage statistics and, per frame, the matched names."""
+    from edgekd.bench.bench import _stats
+
+    pp = embedder.preprocess
+    size = aligned_size(pp)
+    net_log: dict = {}
+    nets = detector.networks
+    detector.networks = {n: _Timed(f, net_log, n) for n, f in nets.items()}
+    stages = {k: [] for k in ("decode", "detect", "align", "embed", "match", "total")}
+    nets_ms = {n: [] for n in nets}
+    per_frame, faces_n = [], []
+    try:
+        for k, (frame, t_decode) in enumerate(frames):
+            net_log.clear()
+            t0 = time.perf_counter()
+            faces = detector(frame)
+            t1 = time.perf_counter()
+            crops = align_faces(frame, faces, size)
+            t2 = time.perf_counter()
+            emb = _l2(embedder(pp(crops))) if len(crops) else np.zeros((0, 1))
+            t3 = time.perf_counter()
+            names = []
+            if gallery is not None and len(crops):
+                sim = emb @ gallery["embeddings"].T
+                best = sim.argmax(1)
+                names = [gallery["names"][b] if threshold is None or sim[i, b] >= threshold else "unknown"
+                         for i, b in enumerate(best)]
+            t4 = time.perf_counter()
+            if progress is not None:
+                progress(1)
+            if k < warmup:
+                continue
+            ms = [t_decode * 1e3, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3]
+            for key, v in zip(stages, ms + [sum(ms)]):
+                stages[key].append(v)
+            for n in nets_ms:
+                nets_ms[n].append(net_log.get(n, 0.0))
+            faces_n.append(len(faces))
+            per_frame.append({"shape": list(frame.shape[:2]), "faces": [f.to_json() for f in faces],
+                              "matches": names})
+    finally:
+        detector.networks = nets
+    if not per_frame:
+        raise EdgekdError(f"no frames to benchmark after {warmup} warm-up frame(s)")
+    total_s = sum(stages["total"]) / 1e3
+    return {
+        "mode": "detector",
+        "frames": len(per_frame),
+        "warmup_frames": warmup,
+        "aligned_size": list(size),
+        "stages_ms": {k: _stats(v) for k, v in stages.items()},
+        "detector_networks_ms": {n: _stats(v) for n, v in nets_ms.items()},
+        "faces_per_frame": float(np.mean(faces_n)),
+        "frames_per_s": len(per_frame) / total_s,
+        "faces_per_s": sum(faces_n) / total_s,
+        "gallery": None if gallery is None else {"identities": len(gallery["names"]), "threshold": threshold},
+        "per_frame": per_frame,
+    }
+
+
+def format_pipeline(r: dict) -> str:
+    """Markdown table of the detector pipeline's stages."""
+    lines = [f"video pipeline: {r['frames']} frames, {r['faces_per_frame']:.2f} faces/frame, "
+             f"{r['frames_per_s']:.2f} frames/s, {r['faces_per_s']:.2f} faces/s", "",
+             "| stage | mean ± std ms | p50 | p90 | p99 |", "|---|---|---|---|---|"]
+    rows = list(r["stages_ms"].items()) + [(f"  {n} (in detect)", s) for n, s in r["detector_networks_ms"].items()]
+    for k, s in rows:
+        lines.append(f"| {k} | {s['mean']:.2f} ± {s['std']:.2f} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} |")
+    return "\n".join(lines)

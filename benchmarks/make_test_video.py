@@ -1,0 +1,82 @@
+"""Test "video" for `edgekd bench --video --detector`: no public video is reachable here, so frames are composited
+from LFW photos (raw_150, unaligned 150x150): each frame pastes 3 photos of 3 known identities, upscaled 1.2x,
+on a flat grey 640x480 or 1280x720 background, the three slots shifting a few pixels per frame. Identities with
+at least 4 photos: the first photo goes into the frames, the next 3 into a gallery folder (different photos of
+the same people). Writes DIR/frames_640x480/, DIR/frames_1280x720/, DIR/gallery/<identity>/ and
+DIR/ground_truth.json (per frame: the identity of each slot and its box).
+
+    python benchmarks/make_test_video.py --out runs/video_test --frames 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+LFW = Path("/work/shared/data/lfw/raw_150")
+SIZES = ((640, 480), (1280, 720))
+SCALE = 1.2
+PER_FRAME = 3
+
+
+def identities(root: Path, n: int, min_photos: int = 4) -> list[tuple[str, list[Path]]]:
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = sorted(d.glob("*.jpg"))
+        if len(photos) >= min_photos:
+            out.append((d.name, photos))
+            if len(out) == n:
+                break
+    return out
+
+
+def make(out: Path, frames: int, n_ids: int = 9, root: Path = LFW) -> dict:
+    ids = identities(root, n_ids)
+    if len(ids) < PER_FRAME:
+        raise SystemExit(f"Error: {root}: fewer than {PER_FRAME} identities with 4 photos")
+    gallery = out / "gallery"
+    for name, photos in ids:
+        (gallery / name).mkdir(parents=True, exist_ok=True)
+        for p in photos[1:4]:
+            Image.open(p).convert("RGB").save(gallery / name / p.name)
+    faces = {name: Image.open(photos[0]).convert("RGB") for name, photos in ids}
+    side = round(150 * SCALE)
+    truth = {"identities": [n for n, _ in ids], "gallery": "gallery", "sequences": {}}
+    for w, h in SIZES:
+        folder = out / f"frames_{w}x{h}"
+        folder.mkdir(parents=True, exist_ok=True)
+        seq = []
+        for k in range(frames):
+            canvas = Image.new("RGB", (w, h), (128, 128, 128))
+            chosen = [ids[(k + j * 3) % len(ids)][0] for j in range(PER_FRAME)]
+            slots = []
+            for j, name in enumerate(chosen):
+                x = int((j + 0.5) * w / PER_FRAME - side / 2 + 8 * np.sin(k / 3 + j))
+                y = int(h / 2 - side / 2 + 8 * np.cos(k / 4 + j))
+                canvas.paste(faces[name].resize((side, side), Image.BILINEAR), (x, y))
+                slots.append({"identity": name, "box": [x, y, x + side, y + side]})
+            path = folder / f"{k:05d}.png"
+            canvas.save(path)
+            seq.append({"frame": path.name, "faces": slots})
+        truth["sequences"][folder.name] = seq
+    (out / "ground_truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/video_test"))
+    ap.add_argument("--frames", type=int, default=30)
+    a = ap.parse_args(argv)
+    make(a.out, a.frames)
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
