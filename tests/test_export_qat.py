@@ -66,7 +66,7 @@ def test_qat_loss_decreases_and_onnx_has_zero_zero_points(faces, tmp_path, one_t
     assert cos(e, t) > cos(_as_written(ptq, x), t)
 
 
-def test_qat_cli_bad_inputs_are_one_line(tmp_path):
+def test_qat_cli_bad_inputs_are_one_line(tmp_path, shared_data):  # the named model's weights are shared data
     from click.testing import CliRunner
 
     from edgekd.cli import cli
