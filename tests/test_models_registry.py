@@ -117,3 +117,33 @@ def test_fp16_autocast_on_cuda_matches_fp32(name):
         half = model(x)
     assert half.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(ref, half).min() > 0.99
+
+
+def test_every_model_matches_its_cfg():
+    """The torch-free cfg table is what the built models carry (preprocessing and default embedding size)."""
+    from edgekd.models.cfgs import CFGS
+
+    builtin = [e.name for e in registry.entries() if e.builder.__module__.startswith("edgekd.models.")]
+    assert sorted(CFGS) == sorted(builtin)
+    for name, cfg in CFGS.items():
+        with torch.device("meta"):
+            model = create_model(name)
+        assert (model.preprocess, model.embedding_size) == (cfg.preprocess, cfg.embedding_size), name
+        assert registry.model_preprocess(name) == cfg.preprocess
+
+
+def test_model_preprocess_without_torch():
+    """`--model NAME` for an ONNX file on the torch-free path: the preprocessing comes from the cfg."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edgekd.models.registry import model_preprocess\n"
+            "p = model_preprocess('mobilefacenet_casia_xiaoccer')\n"
+            "assert p.input_size == (112, 96) and p.crop == (0, 8, 112, 96), p\n"
+            "assert model_preprocess('mbf').input_size == (112, 112)\n"
+            "from edgekd.errors import EdgekdError\n"
+            "try:\n    model_preprocess('nope')\nexcept EdgekdError as e:\n    assert 'unknown model' in str(e)\n"
+            "else:\n    raise AssertionError('no error')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]

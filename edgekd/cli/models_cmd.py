@@ -11,7 +11,7 @@ from edgekd.cli.app import cli
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def models(as_json: bool) -> None:
     """List registered models with parameters and GFLOPs (multiply-adds x 1e-9, measured)."""
-    from edgekd.models.complexity import CONVENTION, model_table
+    from edgekd.models.flops import CONVENTION, model_table
     from edgekd.models.registry import aliases
 
     rows = model_table()

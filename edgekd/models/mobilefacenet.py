@@ -103,7 +103,7 @@ def _detect(sd: dict) -> dict | None:
     return {"embedding_size": int(w.shape[0])}
 
 
-@register_model(aliases=("mbf",), detect=_detect)
+@register_model(detect=_detect)
 def mobilefacenet(embedding_size: int = 512, fp16: bool = False) -> MobileFaceNet:
     """arcface_torch MobileFaceNet (get_mbf), ~1 M parameters at 512-d."""
     return MobileFaceNet(embedding_size=embedding_size, fp16=fp16)

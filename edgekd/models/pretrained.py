@@ -14,9 +14,9 @@ from torch import nn
 
 from edgekd.errors import EdgekdError
 from edgekd.models.base import FaceEmbedder
+from edgekd.models.cfgs import CFGS
 from edgekd.models.registry import register_model
 from edgekd.paths import shared_path
-from edgekd.preprocess import Preprocess
 
 # Both repositories use MobileFaceNet's bottleneck table: (expansion t, channels c, repeats n, first stride s).
 _SETTING = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
@@ -73,8 +73,8 @@ class _FoamliuGDConv(nn.Module):
 
 
 class FoamliuMobileFaceNet(FaceEmbedder):
-    preprocess = Preprocess(mean=(0.485 * 255, 0.456 * 255, 0.406 * 255), std=(0.229 * 255, 0.224 * 255, 0.225 * 255))
-    embedding_size = 128
+    preprocess = CFGS["mobilefacenet_ms1m_foamliu"].preprocess
+    embedding_size = CFGS["mobilefacenet_ms1m_foamliu"].embedding_size
 
     def __init__(self):
         super().__init__()
@@ -123,8 +123,8 @@ class _XBottleneck(nn.Module):
 
 
 class XiaoccerMobileFaceNet(FaceEmbedder):
-    preprocess = Preprocess(input_size=(112, 96), mean=(127.5,) * 3, std=(128.0,) * 3, crop=(0, 8, 112, 96))
-    embedding_size = 128
+    preprocess = CFGS["mobilefacenet_casia_xiaoccer"].preprocess
+    embedding_size = CFGS["mobilefacenet_casia_xiaoccer"].embedding_size
 
     def __init__(self):
         super().__init__()
