@@ -100,20 +100,12 @@ def open_detector_folder(folder: str | Path, threads: int | None = None):
     missing = [p.name for p in paths.values() if not p.is_file()]
     if missing:
         raise EdgekdError(f"{folder}: not an MTCNN detector folder (missing {', '.join(missing)})")
-    import onnxruntime as ort
+    from edgekd.runtime.onnx_session import session_from_onnx
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
     nets = {}
     for n, p in paths.items():
-        try:
-            sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - ORT raises its own types; one line for a damaged file
-            raise EdgekdError(f"{p}: not a loadable ONNX network ({str(e).splitlines()[0]})") from None
-        name = sess.get_inputs()[0].name
-        nets[n] = (lambda s, i: lambda x: s.run(None, {i: x}))(sess, name)
+        sess = session_from_onnx(p, device="cpu", threads=threads, inter_op_threads=1 if threads else None)
+        nets[n] = (lambda s, i: lambda x: s.run(None, {i: x}))(sess, sess.get_inputs()[0].name)
     return Mtcnn(nets)
 
 
@@ -247,3 +239,30 @@ def format_pipeline(r: dict) -> str:
     for k, s in rows:
         lines.append(f"| {k} | {s['mean']:.2f} ± {s['std']:.2f} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} |")
     return "\n".join(lines)
+
+
+def run_video_pipeline(video: str | Path, detector: str | Path, artifact: str | Path, gallery: str | Path | None = None,
+                       far: float = 1e-4, device: str = "cpu", threads: int | None = None,
+                       max_frames: int | None = 200, warmup: int = 1) -> dict:
+    """`edgekd bench --video V --detector DIR`: open the detector folder and the embedder artifact, build the
+    gallery, time the pipeline; matches use the artifact's stored cosine threshold at `far` (none stored: top-1
+    without a threshold, said in the JSON)."""
+    from edgekd.eval.allpairs import stored_thresholds
+    from edgekd.eval.metrics import far_key
+    from edgekd.runtime import open_artifact
+
+    video = Path(video)
+    if not video.exists():
+        raise EdgekdError(f"{video}: no such video file or frame folder")
+    if video.is_dir():
+        frame_files(video)  # an empty folder fails here, before the networks load
+    det = open_detector_folder(detector, threads=threads)
+    with open_artifact(artifact, device=device, threads=threads) as rt:
+        stored = stored_thresholds(rt.meta or {})
+        threshold = (stored or {}).get("cosine_at_far", {}).get(far_key(far))
+        g = build_gallery(gallery, det, rt) if gallery is not None else None
+        r = bench_video_pipeline(iter_frames(video, limit=max_frames), det, rt, g, threshold=threshold,
+                                 warmup=warmup)
+    r.update(source=str(video), detector=str(detector), artifact=str(artifact), threads=threads,
+             far=far, threshold_source="stored" if threshold is not None else "none stored: top-1 only")
+    return r
