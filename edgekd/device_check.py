@@ -41,15 +41,13 @@ def _typed_onnx(onnx: Path, precision: str, work: Path, qdq_onnx=None, calib=Non
     from edgekd.export.int8 import Int8Quantizer
     from edgekd.preprocess import ARCFACE, Preprocess
 
-    meta = graph.read_metadata(graph.load(onnx))
-    calib_set = open_calib(calib, Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else ARCFACE)
+    calib_set = open_calib(calib, Preprocess.from_metadata(graph.read_metadata(graph.load(onnx)), ARCFACE))
+    if gate is None:  # the same Q/DQ file `edgekd build --calib` makes
+        from edgekd.export.run import qdq_from_calib
+
+        return qdq_from_calib(onnx, calib_set, work, log), {
+            "made_from": "calib", "calib": str(calib_set.root), "calib_sha256": calib_set.sha256, "method": "minmax"}
     with Int8Quantizer(onnx, calib_set) as q:
-        if gate is None:
-            dst = onnx_path(work / onnx.name, Variant("int8", "minmax"))
-            log(f"int8: Q/DQ file {dst} (minmax calibration on {calib_set.root}, {q.count} faces)")
-            q.write(dst, "minmax")
-            return dst, {"made_from": "calib", "calib": str(calib_set.root), "calib_sha256": calib_set.sha256,
-                         "method": "minmax"}
         from edgekd.export.gate import run_gate
         from edgekd.export.thresholds import embed
 
@@ -144,8 +142,7 @@ def run_device_check(onnx, data, out, *, folds=None, images_root=None, calib=Non
         from edgekd.export.thresholds import load_gate_data
         from edgekd.preprocess import ARCFACE, Preprocess
 
-        meta = graph.read_metadata(graph.load(onnx))
-        pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else ARCFACE
+        pre = Preprocess.from_metadata(graph.read_metadata(graph.load(onnx)), ARCFACE)
         gate = (parse_spec(int8_gate), load_gate_data(gate_data, pre, gate_folds))
     started = time.perf_counter()
     environment = _engine_environment(trt)  # a CUDA driver too old for the packages stops here, nothing written

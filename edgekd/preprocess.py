@@ -58,6 +58,12 @@ class Preprocess:
             crop=tuple(d["crop"]) if d.get("crop") is not None else None,
         )
 
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any], default: "Preprocess | None" = None) -> "Preprocess | None":
+        """The preprocessing `edgekd export` stored in an ONNX file's metadata (its `edgekd.*` fields, decoded), else
+        `default` (files exported elsewhere)."""
+        return cls.from_dict(meta["preprocess"]) if "preprocess" in meta else default
+
 
 # edgekd-native models: insightface arcface_torch's (x - 127.5) / 127.5 on 112x112 RGB.
 ARCFACE = Preprocess()

@@ -139,7 +139,6 @@ def build_gallery(folder: str | Path, detector, embedder) -> dict:
     """{"names": [...], "embeddings": (K, D) unit rows}: one row per identity subfolder, the mean of its photos'
     normalised embeddings. A photo already the aligned size is taken as an aligned crop; others are detected and
     their largest-central face aligned."""
-    from edgekd.data.image import decode_image
     from edgekd.detect.faces import choose_face
 
     folder = Path(folder)

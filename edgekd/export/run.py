@@ -187,12 +187,11 @@ def print_trtexec(onnx: Path, typed_onnx: Path | None, engine: Path, precision: 
     Q/DQ file exists or can be made no INT8 line is printed, with the reason."""
     from edgekd.export.int8 import zero_points_zero
     from edgekd.export.trtexec import trtexec_command
-    from edgekd.preprocess import Preprocess
+    from edgekd.preprocess import ARCFACE, Preprocess
 
-    meta = graph.read_metadata(graph.load(onnx))
-    name, _ = graph.input_spec(graph.load(onnx))
-    size = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else None
-    size = size.input_size if size else (112, 112)
+    model = graph.load(onnx)
+    name, _ = graph.input_spec(model)
+    size = Preprocess.from_metadata(graph.read_metadata(model), ARCFACE).input_size
     common = dict(input_size=size, precision=precision, profile=profile, workspace_mib=workspace_mib,
                   timing_cache=timing_cache, dla_core=dla_core)
     typed = graph.read_metadata(graph.load(typed_onnx)).get("precision", "fp32") if typed_onnx else None
@@ -244,7 +243,7 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
     from edgekd.artifacts import engine_path as engine_name, gated_int8_onnx
     from edgekd.export.calib import open_calib
     from edgekd.export.tensorrt_build import build_engine, choose_api
-    from edgekd.preprocess import Preprocess
+    from edgekd.preprocess import ARCFACE, Preprocess
 
     onnx = Path(onnx)
     gated = gated_int8_onnx(onnx) if precision == "int8" and not typed_onnx else None
@@ -255,8 +254,8 @@ def build_from_onnx(onnx, precision: str, out=None, typed_onnx=None, calib=None,
     engine = Path(out) if out else engine_name(onnx, precision, engines_dir)
     model = graph.load(onnx)
     meta = graph.read_metadata(model)
-    pre = Preprocess.from_dict(meta["preprocess"]) if "preprocess" in meta else None
-    _, dims = graph.check_face_input(model, onnx, pre.input_size if pre else (112, 112))  # before importing TensorRT
+    pre = Preprocess.from_metadata(meta)
+    _, dims = graph.check_face_input(model, onnx, (pre or ARCFACE).input_size)  # before importing TensorRT
     if isinstance(dims[0], int) and set(profile) != {dims[0]}:
         raise EdgekdError(f"{onnx}: batch is fixed at {dims[0]}, so profile {profile} cannot apply; export it with "
                           "`edgekd export` (dynamic batch) or pass --profile {0},{0},{0}".replace("{0}", str(dims[0])))
