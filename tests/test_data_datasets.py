@@ -73,6 +73,32 @@ def test_label_list(tmp_path):
         open_dataset(tmp_path)
 
 
+def test_label_list_entries_absolute_taken_as_given_relative_kept_inside(tmp_path):
+    """An absolute entry is the writer's explicit path (edgekd's own training lists point into shared image folders
+    that way); a relative one may not climb out of the list's folder."""
+    images = tmp_path / "images" / "A"
+    images.mkdir(parents=True)
+    for i in range(2):
+        (images / f"A_{i}.jpg").write_bytes(encode_jpeg(np.full((112, 112, 3), 40 * i, np.uint8)))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "label.txt").write_text("".join(f"{images / f'A_{i}.jpg'}\t0\n" for i in range(2)))
+    assert len(open_dataset(lists / "label.txt")) == 2
+    (lists / "label.txt").write_text("../images/A/A_0.jpg\t0\n")
+    with pytest.raises(EdgekdError, match="label.txt:1: .* lies outside the dataset folder"):
+        open_dataset(lists / "label.txt")
+
+
+@pytest.mark.shared_data
+def test_the_pipelines_lfw_training_list_opens(shared_data, tmp_path):
+    """What `make demo` trains on: a label list of absolute paths into the shared aligned LFW images."""
+    from edgekd.data.plan import lfw_training_list
+
+    listed = lfw_training_list(shared_data / "lfw" / "pairs.txt", shared_data / "lfw" / "aligned_112x112",
+                               tmp_path / "train" / "label.txt", max_identities=3)
+    assert len(open_dataset(listed["path"])) == listed["images"]
+
+
 @pytest.mark.shared_data
 def test_real_small_dataset_tar(shared_data, tmp_path):
     with tarfile.open(shared_data / "images" / "small_dataset.tar") as t:

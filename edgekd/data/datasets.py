@@ -82,11 +82,12 @@ def folder_dataset(root: Path, identities=None, size=FACE_SIZE, resize=False) ->
 
 
 def label_list_dataset(label_txt: Path, identities=None, size=FACE_SIZE, resize=False) -> FileFaces:
-    """insightface label list: lines `relative/path.jpg<TAB>label`, paths relative to the list's folder.
+    """insightface label list: lines `path.jpg<TAB>label`, relative paths taken from the list's folder.
 
-    A path that resolves outside that folder (`../../etc/passwd`, an absolute path, a symlink out) and an image
-    listed twice are errors: a copy would pair an image with itself as a genuine pair (all-pairs) or weigh it twice.
-    A UTF-8 byte-order mark is skipped."""
+    A relative path that resolves outside that folder (`../../etc/passwd`, a symlink out) is an error: a list names
+    files of its own dataset. An absolute path is the writer's explicit choice and is taken as given (edgekd's own
+    training lists point into shared image folders that way, copying nothing). An image listed twice is an error: a
+    copy would pair an image with itself as a genuine pair (all-pairs) or weigh it twice. A UTF-8 BOM is skipped."""
     want = _wanted(identities)
     files, labels = [], []
     seen: dict[Path, int] = {}
@@ -104,8 +105,9 @@ def label_list_dataset(label_txt: Path, identities=None, size=FACE_SIZE, resize=
         label = int(parts[1])
         if not want(label):
             continue
-        path = label_txt.parent / parts[0].strip()
-        real = inside(root, path, f"{label_txt}:{n}")
+        listed = Path(parts[0].strip())
+        path = label_txt.parent / listed
+        real = resolved(path, f"{label_txt}:{n}") if listed.is_absolute() else inside(root, path, f"{label_txt}:{n}")
         if real in seen:
             raise EdgekdError(f"{label_txt}:{n}: image {parts[0].strip()} is listed again (first on line {seen[real]})")
         seen[real] = n
@@ -116,13 +118,18 @@ def label_list_dataset(label_txt: Path, identities=None, size=FACE_SIZE, resize=
     return FileFaces(str(label_txt), files, labels, size, resize)
 
 
-def inside(root: Path, path: Path, where: str) -> Path:
-    """`path` resolved (symlinks followed), refused unless it lies inside the already resolved `root`: a dataset
-    file names files of its own dataset, never others of the machine."""
+def resolved(path: Path, where: str) -> Path:
+    """`path` with symlinks followed (how duplicates are recognised); a loop or an over-long name is one line."""
     try:
-        real = path.resolve()
-    except (OSError, RuntimeError) as e:  # a symlink loop, a name too long
+        return path.resolve()
+    except (OSError, RuntimeError) as e:
         raise EdgekdError(f"{where}: cannot resolve {path} ({getattr(e, 'strerror', None) or e})") from None
+
+
+def inside(root: Path, path: Path, where: str) -> Path:
+    """`path` resolved, refused unless it lies inside the already resolved `root`: a relative entry of a dataset
+    file names files of its own dataset, never others of the machine."""
+    real = resolved(path, where)
     if real != root and root not in real.parents:
         raise EdgekdError(f"{where}: {path} lies outside the dataset folder {root} (refused)")
     return real
