@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from _eval_tiny import PoolFace, export_onnx
+from detector_files import exported_detector
 from edgekd.artifacts import detector_stem, onnx_path
 from edgekd.cli import cli
-from edgekd.paths import mtcnn_weights_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 META = {"edgekd.model": "pool", "edgekd.method": "vanilla", "edgekd.precision": "fp32",
@@ -35,24 +35,7 @@ def embedder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
-    """The three MTCNN networks exported to ONNX the way the detector folder names them."""
-    import torch
-
-    if not (mtcnn_weights_dir() / "onet.pt").is_file():
-        pytest.skip("MTCNN weights absent (make setup)")
-    from edgekd.models.mtcnn import load_networks
-
-    out = tmp_path_factory.mktemp("det")
-    shapes = {"pnet": (1, 3, 48, 48), "rnet": (2, 3, 24, 24), "onet": (2, 3, 48, 48)}
-    for name, net in load_networks().items():
-        n_out = 3 if name == "onet" else 2
-        names = [f"out{i}" for i in range(n_out)]
-        axes = {"input": {0: "n", 2: "h", 3: "w"} if name == "pnet" else {0: "n"}}
-        axes.update({o: {0: "n"} for o in names})
-        torch.onnx.export(net.eval(), (torch.zeros(shapes[name]),), str(onnx_path(out / detector_stem("mtcnn", name))),
-                          input_names=["input"], output_names=names, dynamic_axes=axes, opset_version=17,
-                          dynamo=False)
-    return out
+    return exported_detector(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

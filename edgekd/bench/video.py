@@ -88,27 +88,6 @@ def iter_frames(source: str | Path, limit: int | None = None) -> Iterator[tuple[
         cap.release()
 
 
-def open_detector_folder(folder: str | Path, threads: int | None = None):
-    """An Mtcnn over the three ONNX files `edgekd export --detector mtcnn --out DIR` writes (ONNX Runtime, CPU)."""
-    from edgekd.artifacts import detector_stem, onnx_path
-    from edgekd.detect.mtcnn import NETWORKS, Mtcnn
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EdgekdError(f"{folder}: not a detector folder (edgekd export --detector mtcnn --out DIR)")
-    paths = {n: onnx_path(folder / detector_stem("mtcnn", n)) for n in NETWORKS}
-    missing = [p.name for p in paths.values() if not p.is_file()]
-    if missing:
-        raise EdgekdError(f"{folder}: not an MTCNN detector folder (missing {', '.join(missing)})")
-    from edgekd.runtime.onnx_session import session_from_onnx
-
-    nets = {}
-    for n, p in paths.items():
-        sess = session_from_onnx(p, device="cpu", threads=threads, inter_op_threads=1 if threads else None)
-        nets[n] = (lambda s, i: lambda x: s.run(None, {i: x}))(sess, sess.get_inputs()[0].name)
-    return Mtcnn(nets)
-
-
 class _Timed:
     """A network callable that adds its wall time (ms) to `log[name]`: the per-network share of detection."""
 
@@ -243,9 +222,10 @@ def format_pipeline(r: dict) -> str:
 def run_video_pipeline(video: str | Path, detector: str | Path, artifact: str | Path, gallery: str | Path | None = None,
                        far: float = 1e-4, device: str = "cpu", threads: int | None = None,
                        max_frames: int | None = 200, warmup: int = 1) -> dict:
-    """`edgekd bench --video V --detector DIR`: open the detector folder and the embedder artifact, build the
+    """`edgekd bench --video V --detector D`: open the detector (edgekd.detect.open) and the embedder artifact, build the
     gallery, time the pipeline; matches use the artifact's stored cosine threshold at `far` (none stored: top-1
     without a threshold, said in the JSON)."""
+    from edgekd.detect.open import open_detector
     from edgekd.eval.allpairs import stored_thresholds
     from edgekd.eval.metrics import far_key
     from edgekd.runtime import open_artifact
@@ -255,13 +235,13 @@ def run_video_pipeline(video: str | Path, detector: str | Path, artifact: str | 
         raise EdgekdError(f"{video}: no such video file or frame folder")
     if video.is_dir():
         frame_files(video)  # an empty folder fails here, before the networks load
-    det = open_detector_folder(detector, threads=threads)
-    with open_artifact(artifact, device=device, threads=threads) as rt:
+    with open_detector(detector, device=device, threads=threads) as det, \
+            open_artifact(artifact, device=device, threads=threads) as rt:
         stored = stored_thresholds(rt.meta or {})
         threshold = (stored or {}).get("cosine_at_far", {}).get(far_key(far))
         g = build_gallery(gallery, det, rt) if gallery is not None else None
         r = bench_video_pipeline(iter_frames(video, limit=max_frames), det, rt, g, threshold=threshold,
                                  warmup=warmup)
-    r.update(source=str(video), detector=str(detector), artifact=str(artifact), threads=threads,
+    r.update(source=str(video), detector=det.describe(), artifact=str(artifact), threads=threads,
              far=far, threshold_source="stored" if threshold is not None else "none stored: top-1 only")
     return r

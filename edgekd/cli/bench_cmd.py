@@ -25,9 +25,8 @@ from edgekd.runtime.base import TORCH_PRECISIONS
               help="...and at least this many seconds per batch size.")
 @click.option("--video", type=params.Path(), help="Video file (needs OpenCV) or folder of frames: per-frame time "
               "with decode + preprocessing vs inference only, at batch 1.")
-@click.option("--detector", type=params.Path(file_okay=False), help="With --video: MTCNN folder from `edgekd export "
-              "--detector mtcnn --out DIR`; each frame is detected, aligned, embedded and matched (without it the "
-              "whole frame is centre-cropped as a face, no detection).")
+@params.detector_option("With --video: each frame is detected, aligned, embedded and matched (without it the whole "
+                        "frame is centre-cropped as a face, no detection).")
 @click.option("--gallery", type=params.Path(file_okay=False), help="With --detector: folder of identity subfolders "
               "(raw photos, detected and aligned, or aligned crops) to match faces against.")
 @click.option("--far", default=1e-4, show_default=True, type=float,

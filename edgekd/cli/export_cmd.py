@@ -6,6 +6,8 @@ from edgekd.cli import params
 from edgekd.cli.app import cli
 from edgekd.export import DEFAULT_OPSET, METHODS
 from edgekd.artifacts import GATED, PRECISIONS, Variant, engine_path, onnx_path
+from edgekd.errors import EdgekdError
+from edgekd.detect import DETECTORS
 
 PRECISION = click.Choice(PRECISIONS)
 API = click.Choice(["auto", "builder-flags", "strongly-typed"])
@@ -26,8 +28,14 @@ def _engine_options(f):
 
 @cli.command("export")
 @click.option("--model", help="Registry name (optional when the checkpoint says which model it is).")
+@click.option("--detector", type=click.Choice(DETECTORS), help="Export this face detector instead (its three networks into the --out folder).")
 @click.option("--weights", type=params.Path(exists=True, dir_okay=False), help="Checkpoint; omitted: shared pretrained file, else RANDOM init.")
-@click.option("--out", type=params.Path(dir_okay=False), help="FP32 ONNX path (default engines/NAME.onnx); FP16/INT8 files go beside it.")
+@click.option("--out", type=params.Path(), help="FP32 ONNX path (default engines/NAME.onnx); FP16/INT8 files go beside it. "
+              "With --detector: a folder (default engines/DETECTOR/).")
+@click.option("--parity-images", type=params.Path(exists=True, file_okay=False),
+              help="With --detector: photo folder for the parity check (default: shared LFW raw photos).")
+@click.option("--frame-size", default="640x480", show_default=True, type=params.FrameSize(),
+              help="With --detector --trt: camera frame WxH whose P-Net pyramid the engine profile covers.")
 @click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=params.OPSET)
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim/onnxsim.")
 @click.option("--no-fp16", is_flag=True, help="Do not write the FP16 ONNX.")
@@ -49,12 +57,17 @@ def _engine_options(f):
 @click.option("--gate-images", type=click.IntRange(2, params.MAX_COUNT),
               help="Gate images to use (whole identities, seeded) [default: 6000, export.thresholds.GATE_IMAGES].")
 @_engine_options
-def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, calib_methods, calib_limit,
+def export_command(model, detector, weights, out, parity_images, frame_size, opset, no_simplify, no_fp16, calib, calib_methods, calib_limit,
                    int8_first_conv, int8_tail, verify, folds, trt_precision, int8_gate, gate_data, gate_folds,
                    gate_images, profile, workspace_mib, timing_cache, dla_core, api, print_trtexec):
-    """Export a model to ONNX (dynamic batch, parity-checked), FP16 and INT8 Q/DQ ONNX, optionally a TensorRT engine."""
+    """Export a model to ONNX (dynamic batch, parity-checked), FP16 and INT8 Q/DQ ONNX, optionally a TensorRT engine.
+    With --detector: the detector's networks (ONNX FP32/FP16, optional engines) into a folder."""
     from pathlib import Path
 
+    if detector:
+        return _export_detector(click.get_current_context(), detector, out, parity_images, frame_size, opset)
+    if out is not None and Path(out).is_dir():
+        raise EdgekdError(f"{out}: is a folder, expected a file")
     from edgekd.artifacts import typed_onnx_for
     from edgekd.data.folds import parse_folds
     from edgekd.export.run import build_from_onnx, export_model, print_trtexec as show
@@ -78,6 +91,29 @@ def export_command(model, weights, out, opset, no_simplify, no_fp16, calib, cali
         build_from_onnx(fp32, precision, typed_onnx=typed, calib=calib, profile=profile,
                         workspace_mib=workspace_mib, timing_cache=timing_cache, dla_core=dla_core, api=api,
                         show_trtexec=print_trtexec, engines_dir=fp32.parent)
+
+
+# what a detector export uses from the command line; any other option given is refused, not silently ignored
+DETECTOR_OPTIONS = {"detector", "out", "parity_images", "frame_size", "opset", "no_fp16", "trt_precision",
+                    "profile", "workspace_mib", "api", "weights"}
+
+
+def _export_detector(ctx, detector, out, parity_images, frame_size, opset):
+    from edgekd.export.detector import describe, export_detector
+
+    given = [p for p in ctx.command.params if p.name not in DETECTOR_OPTIONS
+             and ctx.get_parameter_source(p.name) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        raise click.UsageError(f"{given[0].opts[0]} does not apply to --detector")
+    p = ctx.params
+    if p["trt_precision"] == "int8":
+        raise click.UsageError("--detector engines are fp32 or fp16")
+    w, h = frame_size
+    report = export_detector(detector, out or f"engines/{detector}", weights=p["weights"], opset=opset,
+                             fp16=not p["no_fp16"], parity_images=parity_images, trt_precision=p["trt_precision"],
+                             frame_size=(h, w), batch_profile=p["profile"], workspace_mib=p["workspace_mib"],
+                             api=p["api"])
+    click.echo(describe(report))
 
 
 @cli.command("build")

@@ -10,6 +10,7 @@ import pathlib
 
 import click
 
+from edgekd.artifacts import detector_stem, engine_path, onnx_path
 from edgekd.errors import EdgekdError
 
 MAX_BATCH = 4096  # one batch of 4096 112x112 float32 faces is 616 MB: beyond it is a typo, not a benchmark
@@ -94,6 +95,34 @@ class Profile(_Checked):
         """-> (MIN, OPT, MAX)."""
         value = super().convert(value, param, ctx)
         return parse_batches(value, "--profile") if isinstance(value, str) else value
+
+
+_PNET = detector_stem("mtcnn", "pnet")
+DETECTOR_HELP = ("Deployed MTCNN: the folder `edgekd export --detector mtcnn --out DIR` wrote (its FP32 ONNX files), or "
+                 f"one member file naming the variant for all three networks ({onnx_path(_PNET, 'fp16')}, "
+                 f"{engine_path(_PNET, 'fp16')}).")
+
+
+def detector_option(extra: str = ""):
+    """The --detector option of every command that finds faces (an existing folder or file; edgekd.detect.open)."""
+    return click.option("--detector", type=Path(exists=True), help=DETECTOR_HELP + (" " + extra if extra else ""))
+
+
+class FrameSize(click.ParamType):
+    """WxH, e.g. 640x480 -> (640, 480); each side 12..8192 (P-Net's window up to an 8K frame)."""
+
+    name = "WxH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            w, h = (int(v) for v in str(value).lower().split("x"))
+        except ValueError:
+            self.fail(f"{value!r}: expected WxH, e.g. 640x480", param, ctx)
+        if not (12 <= w <= 8192 and 12 <= h <= 8192):
+            self.fail(f"{value!r}: each side must be 12..8192 pixels", param, ctx)
+        return w, h
 
 
 class Batches(click.ParamType):

@@ -74,10 +74,21 @@ def driver_versions() -> dict:
     return out
 
 
+def _detector_identity(meta: dict) -> dict | None:
+    """Which detector network an engine is (None for a face model): what edgekd.detect.open checks."""
+    if meta.get("kind") != "detector":
+        return None
+    settings = meta.get("settings")
+    return {"name": meta.get("detector"), "network": meta.get("network"),
+            "outputs": str(meta.get("outputs", "")).split(","),
+            "settings": json.loads(settings) if isinstance(settings, str) else settings}
+
+
 def make_sidecar(trt_version: str, identity: dict, *, precision: str, profile: dict, api_path: str, onnx_path,
                  engine_bytes: int, build_seconds: float, calib_sha256: str | None, meta: dict,
                  dla_core: int | None = None) -> dict:
-    """The contract fields plus the model identity copied from the ONNX metadata."""
+    """The contract fields plus the model identity copied from the ONNX metadata (a detector network's: which
+    detector, which network, its output order)."""
     return {
         "kind": "engine", "tensorrt_version": str(trt_version), **identity, **driver_versions(),
         "jetpack": jetpack_release(), "precision": precision, "profile": profile, "calib_sha256": calib_sha256,
@@ -87,6 +98,7 @@ def make_sidecar(trt_version: str, identity: dict, *, precision: str, profile: d
         "embedding_size": int(meta["embedding_size"]) if meta.get("embedding_size") else None,
         "thresholds": json.loads(meta["thresholds"]) if isinstance(meta.get("thresholds"), str) else None,
         "host": platform.node(), "edgekd_version": __version__,
+        "detector": _detector_identity(meta),
     }
 
 
