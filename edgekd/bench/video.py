@@ -13,11 +13,12 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from edgekd.data.datasets import IMAGE_EXTS
 from edgekd.data.image import decode_image
+from edgekd.detect.align import align_faces, detect_and_align
 from edgekd.errors import EdgekdError
 from edgekd.preprocess import Preprocess
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 
 
 def aligned_size(pp: Preprocess) -> tuple[int, int]:
@@ -43,9 +44,9 @@ def fit_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def frame_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not files:
-        raise EdgekdError(f"{folder}: no image frames ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+        raise EdgekdError(f"{folder}: no image frames ({', '.join(sorted(IMAGE_EXTS))}) in this folder")
     return files
 
 
@@ -106,19 +107,10 @@ def _l2(e: np.ndarray) -> np.ndarray:
     return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
 
-def align_faces(image: np.ndarray, faces, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W, 3) uint8 crops of the faces aligned on their landmarks (ArcFace template of `size`)."""
-    from edgekd.data.align import align_image
-
-    return np.stack([align_image(image, np.asarray(f.landmarks), size) for f in faces]) if faces else \
-        np.zeros((0, *size, 3), np.uint8)
-
-
 def build_gallery(folder: str | Path, detector, embedder) -> dict:
     """{"names": [...], "embeddings": (K, D) unit rows}: one row per identity subfolder, the mean of its photos'
     normalised embeddings. A photo already the aligned size is taken as an aligned crop; others are detected and
     their largest-central face aligned."""
-    from edgekd.detect.faces import choose_face
 
     folder = Path(folder)
     subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -129,12 +121,12 @@ def build_gallery(folder: str | Path, detector, embedder) -> dict:
     names, rows = [], []
     for sub in subs:
         crops = []
-        for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_EXTS):
             img = decode_image(path)
             if img.shape[:2] == tuple(size):
                 crops.append(img)
             elif detector is not None:
-                crops.extend(align_faces(img, choose_face(detector(img), img.shape), size))
+                crops.extend(detect_and_align(img, detector, size).crops)
         if crops:
             names.append(sub.name)
             rows.append(_l2(embedder(pp(np.stack(crops)))).mean(0))

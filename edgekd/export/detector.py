@@ -81,14 +81,14 @@ def _sha256(path: Path) -> str:
 
 def parity_photos(folder: str | Path | None = None, n: int = PARITY_PHOTOS) -> tuple[list[np.ndarray], str]:
     """Up to `n` real photos (uint8 RGB) for the parity check and where they came from; ([], reason) if none."""
-    from edgekd.bench.video import IMAGE_SUFFIXES
+    from edgekd.data.datasets import IMAGE_EXTS
     from edgekd.data.image import decode_image
     from edgekd.paths import shared_path
 
     root = Path(folder) if folder is not None else shared_path("lfw", "raw_150")
     if root is None or not root.is_dir():
         return [], "no real photos (shared LFW raw_150 absent, no --parity-images)"
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     step = max(1, len(files) // n)
     picked = files[::step][:n]
     if not picked:
