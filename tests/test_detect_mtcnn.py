@@ -16,8 +16,9 @@ from edgekd.paths import mtcnn_weights_dir
 @pytest.mark.parametrize("size", [(37, 53), (12, 12), (90, 60), (250, 131)])
 def test_area_resize_is_torchs_area_interpolation(size):
     """Down- and up-scaling, as the reference resizes its pyramid levels and crops."""
-    x = np.random.default_rng(0).uniform(0, 255, (3, 71, 64)).astype(np.float32)
-    want = torch.nn.functional.interpolate(torch.from_numpy(x)[None], size=size, mode="area")[0].numpy()
+    x = np.random.default_rng(0).integers(0, 256, (3, 71, 64)).astype(np.uint8)  # 8-bit pixels, as frames are
+    want = torch.nn.functional.interpolate(torch.from_numpy(x.astype(np.float32))[None], size=size,
+                                           mode="area")[0].numpy()
     np.testing.assert_allclose(area_resize(x, size), want, rtol=1e-5, atol=1e-3)
 
 
