@@ -1,9 +1,12 @@
 """`edgekd data`: pack datasets into RecordIO / .bin, align raw photos, inspect data."""
 
+from pathlib import Path
+
 import click
 
 from edgekd.cli import params
 from edgekd.cli.app import cli
+from edgekd.detect.faces import RULES as FACE_RULES
 
 
 def _size(value: str) -> tuple[int, int]:
@@ -53,25 +56,59 @@ def pack_pairs(pairs_txt, images_dir, out, resize):
 @data.command()
 @click.argument("raw_dir", type=params.Path(exists=True, file_okay=False))
 @click.argument("out_dir", type=params.Path(file_okay=False))
-@click.option("--landmarks", required=True, type=params.Path(exists=True, dir_okay=False),
+@click.option("--landmarks", type=params.Path(exists=True, dir_okay=False),
               help="Lines: relative image path + 10 numbers (5 x,y points).")
-@click.option("--scale", default=1.0, show_default=True, help="Multiply landmarks by this (0.6: LFW landmarks on raw_150).")
+@params.detector_option("Find the faces instead of reading a landmark file (give exactly one of --landmarks and "
+                        "--detector); OUT_DIR/detections.json lists every photo's faces, the photos with none and "
+                        "those with several.")
+@click.option("--face", "face_rule", type=click.Choice(FACE_RULES), default=FACE_RULES[0], show_default=True,
+              help="With --detector: which face of a photo to align (largest-central: insightface's align_lfw "
+                   "choice; all: one crop per face, named NAME_face1.jpg, NAME_face2.jpg, ...).")
+@click.option("--scale", type=float, help="Multiply landmarks by this (0.6: LFW landmarks on raw_150).  [default: 1.0]")
 @click.option("--size", "size", default="112x112", show_default=True, help="112x112 (ArcFace) or 112x96 (SphereFace).")
 @click.option("--identities-from", type=params.Path(exists=True, dir_okay=False), help="LFW pairs.txt: only identities of --folds.")
 @click.option("--folds", default="1-5", show_default=True, type=params.Folds(), help="LFW view-2 folds (1..10) for --identities-from.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all CPUs).")
+@click.option("--workers", type=int, default=None,
+              help="Processes (--landmarks; default: all CPUs) or threads (--detector; default 1).")
+@click.option("--threads", type=click.IntRange(min=1), help="With --detector: ONNX Runtime intra-op threads.")
+@click.option("--device", default="auto", show_default=True, help="With --detector: cpu, cuda[:N], auto (engines run on CUDA).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
-def align(raw_dir, out_dir, landmarks, scale, size, identities_from, folds, workers, overwrite):
-    """Align raw face photos onto the ArcFace template with 5-point landmarks (atomic: all or nothing)."""
+def align(raw_dir, out_dir, landmarks, detector, face_rule, scale, size, identities_from, folds, workers, threads,
+          device, quiet, overwrite):
+    """Align raw face photos onto the ArcFace template, by 5-point landmarks from a file or from a face detector
+    (atomic: all or nothing)."""
     from edgekd.data import lfw_fold_identities
-    from edgekd.data.align import align_folder
     from edgekd.data.folds import parse_folds
 
+    if (landmarks is None) == (detector is None):
+        raise click.UsageError("give exactly one of --landmarks and --detector")
+    if detector is None and (face_rule != FACE_RULES[0] or threads is not None):
+        raise click.UsageError("--face and --threads apply to --detector only")
+    if detector is not None and scale is not None:
+        raise click.UsageError("--scale applies to --landmarks only (a detector finds points in the photo's own pixels)")
     ids = lfw_fold_identities(identities_from, parse_folds(folds)) if identities_from else None
-    m = align_folder(raw_dir, out_dir, landmarks, scale, _size(size), ids, overwrite, workers)
-    click.echo(f"{out_dir}: {m['count']} faces of {m['identities']} identities aligned to {size}; "
-               f"{m['skipped_without_landmarks']} images without landmarks skipped"
-               + (f" (first: {m['skipped_examples'][0]})" if m["skipped_examples"] else ""))
+    if landmarks is not None:
+        from edgekd.data.align import align_folder
+
+        m = align_folder(raw_dir, out_dir, landmarks, 1.0 if scale is None else scale, _size(size), ids, overwrite,
+                         workers, progress=not quiet)
+        click.echo(f"{out_dir}: {m['count']} faces of {m['identities']} identities aligned to {size}; "
+                   f"{m['skipped_without_landmarks']} images without landmarks skipped"
+                   + (f" (first: {m['skipped_examples'][0]})" if m["skipped_examples"] else ""))
+        return
+    from edgekd.detect.folder import DETECTIONS, align_folder_detected
+    from edgekd.detect.open import open_detector
+    from edgekd.devices import resolve_device
+
+    with open_detector(detector, device=resolve_device(device, "onnxruntime"), threads=threads) as det:
+        m = align_folder_detected(raw_dir, out_dir, det, face_rule, _size(size), ids, overwrite, workers,
+                                  progress=not quiet)
+    d = m["detections"]
+    click.echo(f"{out_dir}: {m['count']} faces of {m['identities']} identities aligned to {size} from {d['images']} "
+               f"photos (face rule {face_rule}); no face in {d['num_misses']}"
+               + (f" (first: {d['miss_examples'][0]})" if d["miss_examples"] else "")
+               + f", more than one in {d['multi_face']['count']}; per photo: {Path(out_dir) / DETECTIONS}")
 
 
 @data.command()

@@ -103,6 +103,21 @@ def read_landmarks(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
+def raw_images(raw_dir: Path, identities: Collection[str] | None = None) -> list[str]:
+    """Sorted paths, relative to `raw_dir`, of its image files (hidden ones skipped), optionally only those under the
+    top-level folders named in `identities`: the photos either alignment (landmark file or detector) reads."""
+    keep = None if identities is None else set(identities)
+    rels = (str(p.relative_to(raw_dir)) for p in raw_dir.rglob("*")
+            if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+    return sorted(r for r in rels if keep is None or r.split(os.sep)[0] in keep)
+
+
+def aligned_manifest(written: Collection[str], size: tuple[int, int], raw_dir: Path) -> dict:
+    """The fields every aligned folder's manifest.json starts with, whichever way its faces were placed."""
+    return {"kind": "aligned_faces", "count": len(written), "identities": len({r.split(os.sep)[0] for r in written}),
+            "size": list(size), "template": template(size).tolist(), "raw_dir": str(raw_dir)}
+
+
 def _align_one(job) -> None:
     src, dst, lm, size, quality = job
     img = decode_image(src)
@@ -127,9 +142,7 @@ def align_folder(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, landmar
         raise EdgekdError(f"--scale {scale}: landmarks need a positive scale factor")
     marks = read_landmarks(landmarks) if not isinstance(landmarks, dict) else landmarks
     keep = None if identities is None else set(identities)
-    present = {str(p.relative_to(raw_dir)) for p in raw_dir.rglob("*")
-               if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")}
-    present = {r for r in present if keep is None or r.split(os.sep)[0] in keep}
+    present = set(raw_images(raw_dir, identities))
     rels = sorted(r for r in present if r in marks)
     no_marks = sorted(present - set(marks))
     if not rels:
@@ -145,8 +158,7 @@ def align_folder(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, landmar
                           unit="img", disable=not progress):
                 pass
         manifest = {
-            "kind": "aligned_faces", "count": len(rels), "identities": len({r.split(os.sep)[0] for r in rels}),
-            "size": list(size), "template": template(size).tolist(), "scale": scale, "raw_dir": str(raw_dir),
+            **aligned_manifest(rels, size, raw_dir), "scale": scale,
             "landmarks": str(landmarks) if not isinstance(landmarks, dict) else "<dict>",
             "landmarks_sha256": sha256_file(landmarks) if not isinstance(landmarks, dict) else None,
             "skipped_without_landmarks": len(no_marks), "skipped_examples": no_marks[:10],
