@@ -70,6 +70,36 @@ def test_detector_pipeline_json_and_faces(video, detector, embedder, tmp_path):
     assert "detect" in r.output and "pnet (in detect)" in r.output
 
 
+def test_report_puts_the_frame_figure_beside_the_embedder(video, detector, embedder, tmp_path):
+    """Table 2: the per-frame end-to-end time of a video_pipeline result sits in the row of the same embedder's
+    bench result (same model, precision, runtime, device), both files named as its source."""
+    import csv
+
+    folder, _ = video
+    results = tmp_path / "results"
+    results.mkdir()
+    r = _edgekd("bench", "--video", folder / "frames_640x480", "--detector", detector, "--onnx", embedder,
+                "--threads", 1, "--frames", 2, "-o", results / "video.json")
+    assert r.exit_code == 0, r.output
+    r = _edgekd("bench", "--onnx", embedder, "-b", "1,4", "-n", "1", "--warmup", "0", "--min-time", "0", "-q",
+                "-o", results / "bench.json")
+    assert r.exit_code == 0, r.output
+    video_ms = json.loads((results / "video.json").read_text())["stages_ms"]["total"]["mean"]
+    r = _edgekd("report", results, "--out", tmp_path / "report")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((tmp_path / "report" / "table2_latency.csv").open()))
+    assert [row["batch"] for row in rows] == ["1", "4"]
+    for row in rows:
+        assert row["frame e2e ms (mean ± std)"].startswith(f"{video_ms:.2f} ± ")
+        assert row["faces/frame"] == "3.00" and row["source"] == "bench.json + video.json"
+    (results / "bench.json").unlink()  # a video result alone still shows, in a row of its own
+    r = _edgekd("report", results, "--out", tmp_path / "report2")
+    assert r.exit_code == 0, r.output
+    (row,) = csv.DictReader((tmp_path / "report2" / "table2_latency.csv").open())
+    assert row["batch"] == "frame" and row["latency ms (mean ± std)"] == "—" and row["source"] == "video.json"
+    assert row["frame e2e ms (mean ± std)"].startswith(f"{video_ms:.2f} ± ")
+
+
 def test_no_detector_mode_says_so(embedder, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()

@@ -19,6 +19,28 @@ from edgekd.detect.align import align_faces, detect_and_align
 from edgekd.errors import EdgekdError
 from edgekd.preprocess import Preprocess
 
+BACKGROUND = (128, 128, 128)  # the flat grey of composited test frames
+
+
+def composite_frame(photos: list[np.ndarray], k: int, size: tuple[int, int] = (640, 480), per_frame: int = 3,
+                    side: int = 180) -> tuple[np.ndarray, list[tuple[int, list[int]]]]:
+    """Frame `k` of a composited test sequence (no public video is reachable, so test frames are made from photos):
+    `per_frame` of `photos` (uint8 RGB; slot j shows photo (k + per_frame * j) mod len(photos)) resized to
+    `side` x `side` (bilinear) and pasted in evenly spaced slots across a flat grey frame of `size` (W, H), each
+    slot drifting a few pixels from frame to frame. Returns the (H, W, 3) uint8 frame and, per slot, (photo index,
+    pasted box [x0, y0, x1, y1])."""
+    w, h = size
+    if not photos:
+        raise EdgekdError("no photos to composite into test frames")
+    canvas = Image.new("RGB", (w, h), BACKGROUND)
+    slots = []
+    for j in range(per_frame):
+        i = (k + j * per_frame) % len(photos)
+        x = int((j + 0.5) * w / per_frame - side / 2 + 8 * np.sin(k / 3 + j))
+        y = int(h / 2 - side / 2 + 8 * np.cos(k / 4 + j))
+        canvas.paste(Image.fromarray(np.asarray(photos[i], np.uint8)).resize((side, side), Image.BILINEAR), (x, y))
+        slots.append((i, [x, y, x + side, y + side]))
+    return np.asarray(canvas), slots
 
 
 def aligned_size(pp: Preprocess) -> tuple[int, int]:
@@ -234,6 +256,11 @@ def run_video_pipeline(video: str | Path, detector: str | Path, artifact: str | 
         g = build_gallery(gallery, det, rt) if gallery is not None else None
         r = bench_video_pipeline(iter_frames(video, limit=max_frames), det, rt, g, threshold=threshold,
                                  warmup=warmup)
+        meta = rt.meta or {}
+        r = {"kind": "video_pipeline",  # edgekd report: the per-frame figure beside the embedder's in Table 2
+             "label": {"model": meta.get("model"), "method": meta.get("method"), "precision": rt.precision,
+                       "artifact": str(artifact)},
+             "runtime": rt.name, "device": rt.device, **r}
     r.update(source=str(video), detector=det.describe(), artifact=str(artifact), threads=threads,
              far=far, threshold_source="stored" if threshold is not None else "none stored: top-1 only")
     return r

@@ -28,9 +28,10 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None, tit
     root = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else root / "report"
     results = read_results(root)
-    scored = [r for r in results if r[1]["kind"] in ("train", "distill", "eval", "bench")]
+    kinds = ("train", "distill", "eval", "bench", "video_pipeline")
+    scored = [r for r in results if r[1]["kind"] in kinds]
     if not scored:
-        raise EdgekdError(f"{root}: no result JSON files (kind train, distill, eval or bench) found under it")
+        raise EdgekdError(f"{root}: no result JSON files (kind {', '.join(kinds)}) found under it")
     entries, notes = accuracy_entries(results, root)
     t1, t1d, t2 = table1(entries), table1_details(entries), table2(results, root)
     files = {k: out / v for k, v in FILES.items()}

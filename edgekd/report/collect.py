@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgekd.errors import EdgekdError
 
-RESULT_KINDS = ("train", "distill", "eval", "bench", "pipeline")
+RESULT_KINDS = ("train", "distill", "eval", "bench", "pipeline", "video_pipeline")
 METHOD_NAMES = {"vanilla": "vanilla", "soft": "soft KD"}
 FAR_KEYS = ("1e-01", "1e-02", "1e-03")
 
@@ -101,6 +101,7 @@ RESULT_FIELDS = {
     "results": ([{"batch": (INT,), "latency_ms": (_TIMES,), "throughput_img_s": (NUM,),
                   "device_ms": (_TIMES, NULL)}], NULL),
     "data_source": (STR, NULL), "environment_note": (STR, NULL),
+    "stages_ms": ({"total": (_TIMES, NULL)}, NULL), "faces_per_frame": (NUM, NULL),  # a video_pipeline result
 }
 
 

@@ -62,17 +62,32 @@ def table1_details(entries: list[Accuracy]) -> tuple[list[str], list[list[str]]]
     return head, body
 
 
+def _row_key(r: dict) -> tuple:
+    lab = r["label"]
+    return (lab.get("model"), lab.get("method"), lab.get("precision") or r.get("precision"), r.get("runtime"),
+            r.get("device"))
+
+
 def table2(results: list[tuple[Path, dict]], root: Path) -> tuple[list[str], list[list[str]]]:
-    """One row per bench JSON and batch size: latency ± std, p99, throughput, device time, memory, size."""
+    """One row per bench JSON and batch size: latency ± std, p99, throughput, device time, memory, size; beside
+    them the per-frame time of the whole detect -> align -> embed -> match path (`edgekd bench --video --detector`)
+    of the same model, precision, runtime and device, when there is one (a row of its own otherwise)."""
     head = ["model", "method", "precision", "runtime", "device", "batch", "latency ms (mean ± std)", "p99 ms",
             "img/s", "device ms", "GPU MiB", "unified MiB", "peak RSS MiB", "artifact MiB", "params M", "GFLOPs",
-            "source"]
-    body = []
+            "frame e2e ms (mean ± std)", "faces/frame", "source"]
+    frames = {}
+    for path, r in results:
+        if r["kind"] == "video_pipeline" and (r.get("stages_ms") or {}).get("total"):
+            frames.setdefault(_row_key(r), (path, r))
+    body, used = [], set()
     for path, r in results:
         if r["kind"] != "bench":
             continue
         lab, mem = r["label"], r.get("memory") or {}
         gpu = mem.get("gpu_bytes") if mem.get("gpu_bytes") is not None else mem.get("torch_peak_bytes")
+        video = frames.get(_row_key(r))
+        used.add(_row_key(r))
+        e2e = _frame_cells(video, root)
         for x in r.get("results") or []:
             L, dev = x["latency_ms"], x.get("device_ms")
             body.append([
@@ -83,10 +98,25 @@ def table2(results: list[tuple[Path, dict]], root: Path) -> tuple[list[str], lis
                 MISSING if not dev else f"{dev['mean']:.2f} ± {dev['std']:.2f}",
                 mib(gpu), mib(mem.get("unified_bytes")), mib(mem.get("rss_peak_bytes")), mib(r.get("artifact_bytes")),
                 num(None if r.get("params") is None else r["params"] / 1e6, "{:.2f}"), num(r.get("gflops")),
-                str(path.relative_to(root)),
+                *e2e[:2], str(path.relative_to(root)) + e2e[2],
             ])
-    body.sort(key=lambda row: (row[0], row[1], row[2], row[3], int(row[5])))
+    for key, (path, r) in frames.items():
+        if key not in used:
+            e2e = _frame_cells((path, r), root)
+            body.append([str(v or MISSING) for v in key] + ["frame"] + [MISSING] * 10 + [*e2e[:2],
+                                                                                          e2e[2].lstrip(" +")])
+    body.sort(key=lambda row: (row[0], row[1], row[2], row[3], int(row[5]) if row[5].isdigit() else 0))
     return head, body
+
+
+def _frame_cells(video, root: Path) -> list[str]:
+    """[e2e mean ± std, faces/frame, " + <its file>"] of a video_pipeline result (or dashes)."""
+    if video is None:
+        return [MISSING, MISSING, ""]
+    path, r = video
+    t = r["stages_ms"]["total"]
+    return [f"{t['mean']:.2f} ± {t['std']:.2f}", num(r.get("faces_per_frame"), "{:.2f}"),
+            f" + {path.relative_to(root)}"]
 
 
 def markdown(head: list[str], body: list[list[str]]) -> str:
