@@ -4,7 +4,7 @@ import click
 
 from edgekd.cli import params
 from edgekd.cli.app import cli
-from edgekd.export import DEFAULT_OPSET, METHODS
+from edgekd.export import DEFAULT_METHOD, DEFAULT_OPSET, METHODS
 from edgekd.artifacts import GATED, PRECISIONS, Variant, engine_path, onnx_path
 from edgekd.errors import EdgekdError
 from edgekd.detect import DETECTORS
@@ -41,7 +41,7 @@ def _engine_options(f):
 @click.option("--no-fp16", is_flag=True, help="Do not write the FP16 ONNX.")
 @click.option("--calib", type=params.Path(file_okay=False), help="Calibration set (calib/NAME) -> INT8 Q/DQ ONNX.")
 @click.option("--calib-method", "calib_methods", multiple=True, type=click.Choice(METHODS),
-              help="Repeatable; one Q/DQ file per method (default minmax).")
+              help=f"Repeatable; one Q/DQ file per method (default {DEFAULT_METHOD}).")
 @click.option("--calib-limit", type=params.COUNT, help="Use at most this many calibration faces.")
 @click.option("--int8-first-conv", is_flag=True, help="Quantize the first conv too (default: keep it in float).")
 @click.option("--int8-tail", is_flag=True, help="Quantize / half the embedding tail too (default: keep it in FP32).")
@@ -72,7 +72,7 @@ def export_command(model, detector, weights, out, parity_images, frame_size, ops
     from edgekd.data.folds import parse_folds
     from edgekd.export.run import build_from_onnx, export_model, print_trtexec as show
 
-    methods = tuple(calib_methods) or ("minmax",)
+    methods = tuple(calib_methods) or (DEFAULT_METHOD,)
     report = export_model(weights=weights, model=model, out=out, opset=opset, simplify=not no_simplify,
                           fp16=not no_fp16, calib=calib, calib_methods=methods, keep_first_conv=not int8_first_conv,
                           keep_tail=not int8_tail, calib_limit=calib_limit, verify=verify, folds=parse_folds(folds),

@@ -7,4 +7,5 @@ export_model, build_from_onnx), the single export path of the CLI and the pipeli
 
 DEFAULT_OPSET = 17  # the exported graphs' opset: TensorRT 8.6 (JetPack 6.0) parses up to 17
 METHODS = ("minmax", "entropy", "percentile")  # INT8 calibration methods (the Q/DQ files' forms besides gated/cpu)
+DEFAULT_METHOD = METHODS[0]  # what export, build, QAT and the pipeline calibrate with unless told otherwise
 # Both are read by the CLI at start-up, so they live here, not in the modules that import onnx.

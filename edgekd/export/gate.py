@@ -24,6 +24,7 @@ import numpy as np
 from edgekd.artifacts import CPU, GATED, Variant, onnx_path
 from edgekd.errors import EdgekdError
 from edgekd.eval.allpairs import far_at_threshold, paired_tar_drop, threshold_at_far
+from edgekd.export import DEFAULT_METHOD
 from edgekd.export.int8 import METHODS, Int8Quantizer
 from edgekd.export.thresholds import GateData, embed, scores
 
@@ -246,7 +247,7 @@ def int8_stage(out: Path, artifacts: dict, q: Int8Quantizer | None, spec: GateSp
     from edgekd.export.thresholds import ship_thresholds
 
     fp32_emb = embed(out, data) if data is not None else None
-    report, embs, float_layers, method = None, {"fp32": fp32_emb}, [], "minmax"
+    report, embs, float_layers, method = None, {"fp32": fp32_emb}, [], DEFAULT_METHOD
     if q is not None:
         if spec is not None:
             gated = Variant("int8", GATED)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import EdgekdError
-from edgekd.export import DEFAULT_OPSET
+from edgekd.export import DEFAULT_METHOD, DEFAULT_OPSET
 from edgekd.export.thresholds import GATE_IMAGES
 
 CALIB_FACES = 256  # activation ranges come from the first 256 training faces (ORT's histogram calibrators hold
@@ -165,7 +165,7 @@ def open_training_faces(data, preprocess, folds, n: int, seed: int, tmp: Path):
     return open_calib(tmp / "faces", preprocess)
 
 
-def fake_quantized(student, faces, meta: dict, float_layers=(), method: str = "minmax"):
+def fake_quantized(student, faces, meta: dict, float_layers=(), method: str = DEFAULT_METHOD):
     """BN-folded copy of `student` under the fake quantization of the Q/DQ file `Int8Quantizer` would write for it:
     returns (graph module, conv->BN pairs folded, float module names, fake-quantized module names)."""
     from edgekd.export.int8 import Int8Quantizer
@@ -185,7 +185,7 @@ def fake_quantized(student, faces, meta: dict, float_layers=(), method: str = "m
 
 
 def train_qat(student, teacher, faces, out, meta: dict, steps: int = 60, seed: int = 0, batch_size: int = 32,
-              lr: float = 2e-5, float_layers=(), method: str = "minmax", progress: bool = True) -> dict:
+              lr: float = 2e-5, float_layers=(), method: str = DEFAULT_METHOD, progress: bool = True) -> dict:
     """QAT of `student` (nn.Module with .preprocess) against `teacher` on a CalibSet; writes the Q/DQ ONNX `out`."""
     import torch
     import torch.nn.functional as F
@@ -280,7 +280,7 @@ def run_qat(weights=None, data=None, out=None, model: str | None = None, steps: 
     with tempfile.TemporaryDirectory(prefix="edgekd-qat-data-") as tmp:
         faces = open_training_faces(data, pre, folds, n, seed, Path(tmp))
         trained = train_qat(student, teach, faces, out, meta, steps, seed, batch_size, lr, float_layers,
-                            method or gated_method or "minmax", progress)
+                            method or gated_method or DEFAULT_METHOD, progress)
     report = {"kind": "qat", "path": str(out), "model": info.name, "weights": str(info.weights),
               "weights_sha256": info.weights_sha256, "teacher": teacher_desc, "data": str(data),
               "faces": {"count": faces.count, "sha256": faces.sha256}, **trained,

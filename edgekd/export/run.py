@@ -15,7 +15,7 @@ import numpy as np
 from edgekd import __version__
 from edgekd.artifacts import Variant, export_report_path, onnx_path
 from edgekd.errors import EdgekdError, NonFiniteEmbeddings
-from edgekd.export import DEFAULT_OPSET, graph
+from edgekd.export import DEFAULT_METHOD, DEFAULT_OPSET, graph
 from edgekd.export.thresholds import GATE_IMAGES
 from edgekd.io import atomic_path, check_writable_dir, sha256_file, write_json_atomic
 
@@ -60,7 +60,7 @@ def verify_artifacts(paths: dict[str, Path], vset, preprocess, progress: bool) -
 
 
 def export_model(*, weights=None, model: str | None = None, out=None, opset: int = DEFAULT_OPSET, simplify: bool = True,
-                 fp16: bool = True, calib=None, calib_methods=("minmax",), keep_first_conv: bool = True,
+                 fp16: bool = True, calib=None, calib_methods=(DEFAULT_METHOD,), keep_first_conv: bool = True,
                  keep_tail: bool = True, calib_limit: int | None = None, verify=None, folds=None,
                  trt_precision: str | None = None, log=print, progress: bool = True, int8_gate: str | None = None,
                  gate_data=None, gate_folds=None, gate_limit: int | None = GATE_IMAGES,
@@ -216,18 +216,18 @@ def print_trtexec(onnx: Path, typed_onnx: Path | None, engine: Path, precision: 
 
 
 def qdq_from_calib(onnx: Path, calib_set, folder: Path, log=print) -> Path:
-    """The Q/DQ graph of `onnx` quantized with the exporter's quantizer (minmax) from `calib_set`, written into
+    """The Q/DQ graph of `onnx` quantized with the exporter's quantizer (DEFAULT_METHOD) from `calib_set`, written into
     `folder` (reused when it exists for the same calibration set): what an INT8 build takes on every TensorRT
     generation, in place of a TensorRT calibrator."""
     from edgekd.export.int8 import Int8Quantizer
 
-    dst = onnx_path(Path(folder) / onnx.name, Variant("int8", "minmax"))
+    dst = onnx_path(Path(folder) / onnx.name, Variant("int8", DEFAULT_METHOD))
     if dst.is_file() and graph.read_metadata(graph.load(dst)).get("calib") == calib_set.sha256:
         log(f"INT8: using {dst} (Q/DQ from {calib_set.root})")
         return dst
     with Int8Quantizer(onnx, calib_set) as q:
-        log(f"INT8: Q/DQ file {dst} (minmax calibration on {calib_set.root}, {q.count} faces)")
-        q.write(dst, "minmax")
+        log(f"INT8: Q/DQ file {dst} ({DEFAULT_METHOD} calibration on {calib_set.root}, {q.count} faces)")
+        q.write(dst, DEFAULT_METHOD)
     return dst
 
 

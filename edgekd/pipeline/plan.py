@@ -20,13 +20,14 @@ from pathlib import Path
 from edgekd.artifacts import Variant, engine_path, onnx_path
 from edgekd.data.plan import data_plan, load_val, prepare_data
 from edgekd.errors import EdgekdError
+from edgekd.export import DEFAULT_METHOD
 from edgekd.paths import shared_path
 from edgekd.pipeline.settings import PipelineConfig
 from edgekd.pipeline.stages import Stage
 from edgekd.runtime.tensorrt import tensorrt_installed
 
 PRETRAINED_TEACHER = ("weights", "mobilefacenet_ms1m_foamliu", "mobilefacenet.pt")
-INT8 = Variant("int8", "minmax")  # the INT8 artifact the pipeline deploys and evaluates
+INT8 = Variant("int8", DEFAULT_METHOD)  # the INT8 artifact the pipeline deploys and evaluates
 
 
 def resolve_threads(threads: int | str) -> int:
