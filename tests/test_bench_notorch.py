@@ -6,13 +6,13 @@ import json
 import subprocess
 import sys
 
-from bench_fixtures import tiny_onnx
+from tiny_models import tiny_onnx
 
 BLOCK = "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
 
 
 def test_onnx_bench_cli_without_torch(tmp_path):
-    path = tiny_onnx(tmp_path / "tiny.onnx")
+    path = tiny_onnx(tmp_path / "tiny.onnx", kind="conv")
     out = tmp_path / "bench.json"
     code = BLOCK + (
         "from edgekd.cli import main\n"

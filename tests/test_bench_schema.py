@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench_fixtures import tiny_macs, tiny_onnx
 from edgekd.errors import EdgekdError
+from tiny_models import tiny_macs, tiny_model, tiny_onnx
 
 FAST = dict(batch_sizes=(1, 4), warmup=1, iterations=3, min_time_s=0.0, progress=False)
 
@@ -38,7 +38,7 @@ def check_schema(r: dict, batches) -> None:
 def test_onnx_bench_schema_and_graph_gflops(tmp_path):
     from edgekd.bench import run_bench
 
-    path = tiny_onnx(tmp_path / "tiny.onnx")
+    path = tiny_onnx(tmp_path / "tiny.onnx", kind="conv")
     r = run_bench(onnx=path, **FAST)
     check_schema(r, (1, 4))
     assert r["label"] == {"model": "tiny", "method": "vanilla", "precision": "fp32", "artifact": str(path)}
@@ -54,30 +54,15 @@ def test_onnx_bench_schema_and_graph_gflops(tmp_path):
 def test_onnx_metadata_gflops_wins(tmp_path):
     from edgekd.bench.complexity import onnx_complexity
 
-    path = tiny_onnx(tmp_path / "m.onnx", metadata={"edgekd.gflops": "1.5", "edgekd.params": "1000"})
+    path = tiny_onnx(tmp_path / "m.onnx", kind="conv", metadata={"gflops": "1.5", "params": "1000"})
     assert onnx_complexity(path) == {"params": 1000, "gflops": 1.5, "macs": 1_500_000_000, "source": "onnx-metadata"}
 
 
 def test_torch_bench_schema():
-    import torch
-
     from edgekd.bench import run_bench
     from edgekd.models import complexity
-    from edgekd.preprocess import Preprocess
 
-    class Tiny(torch.nn.Module):  # a registry-shaped module kept tiny so the test stays fast
-        preprocess = Preprocess(input_size=(16, 16))
-        embedding_size = 8
-
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
-            self.fc = torch.nn.Linear(4, 8, bias=False)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
-    tiny = Tiny()
+    tiny = tiny_model("bench")  # registry-shaped (preprocess, embedding_size), the torch twin of tiny_onnx("conv")
     r = run_bench(model="tiny", runtime_kw={"module": tiny}, **FAST)
     check_schema(r, (1, 4))
     assert r["runtime"] == "torch" and r["artifact_bytes"] is None and r["label"]["model"] == "tiny"
@@ -97,8 +82,8 @@ def test_frames_folder(tmp_path):
         s = 16 if i < 2 else 40
         Image.fromarray(rng.integers(0, 255, (s, s + 6 * (i >= 2), 3), dtype=np.uint8)).save(frames / f"{i:03d}.png")
     (frames / "notes.txt").write_text("not a frame")
-    r = run_bench(onnx=tiny_onnx(tmp_path / "t.onnx"), video=frames, batch_sizes=(1,), warmup=1, iterations=3,
-                  min_time_s=0.0, progress=False)
+    r = run_bench(onnx=tiny_onnx(tmp_path / "t.onnx", kind="conv"), video=frames, batch_sizes=(1,), warmup=1,
+                  iterations=3, min_time_s=0.0, progress=False)
     v = r["video"]
     assert v["frames"] == 4 and v["frames_resized"] == 2
     assert v["per_frame_ms_with_preprocessing"]["mean"] > v["per_frame_ms_inference_only"]["mean"] > 0
@@ -139,7 +124,7 @@ def test_corrupt_frame_names_file(tmp_path):
 def test_bench_isolated_process(tmp_path):
     from edgekd.bench import run_bench_isolated
 
-    path = tiny_onnx(tmp_path / "tiny.onnx")
+    path = tiny_onnx(tmp_path / "tiny.onnx", kind="conv")
     r = run_bench_isolated({"onnx": str(path), "batch_sizes": [2], "warmup": 1, "iterations": 3, "min_time_s": 0.0,
                             "progress": False})
     check_schema(r, (2,))

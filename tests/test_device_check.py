@@ -11,16 +11,17 @@ import textwrap
 import pytest
 
 import _trt_doubles as doubles
+from tiny_models import make_lfw, tiny_onnx
 
 
 def run_device_check_subprocess(tmp_path, pairs, folds, int8=("--qdq-onnx", None), trt_version="10.3.0",
                                 passed=True):
     """device-check in a process where torch cannot be imported; `int8`: ("--qdq-onnx", None) for a Q/DQ file
     written here, or (option, path), e.g. ("--calib", calib/NAME)."""
-    onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
     option, value = int8
     if value is None:
-        value = doubles.tiny_face_onnx(tmp_path / "m.int8-minmax.onnx", "int8")
+        value = tiny_onnx(tmp_path / "m.int8-minmax.onnx", precision="int8")
     code = textwrap.dedent(f"""
         import sys
         sys.modules["torch"] = None
@@ -54,7 +55,6 @@ def run_device_check_subprocess(tmp_path, pairs, folds, int8=("--qdq-onnx", None
 
 def test_device_check_control_flow(tmp_path):
     """The whole command on a small LFW-format set: FP16 + INT8 (Q/DQ) engines, bundle JSON + markdown, no torch."""
-    from _eval_tiny import make_lfw
 
     bundle = run_device_check_subprocess(tmp_path, make_lfw(tmp_path / "lfw", folds=2, per=3), "2")
     assert bundle["data"]["folds"] == [2]
@@ -72,7 +72,6 @@ def test_issue19_item_1_calib_makes_the_qdq_file_on_every_generation(tmp_path, t
     """Item 1: `device-check --calib C` without --qdq-onnx built INT8 from the FP32 graph, which a strongly typed
     build (TensorRT >= 10.1) refuses; the exception also lost the finished FP16 measurements. Now the exporter's
     quantizer writes the Q/DQ file from C, and INT8 runs on 8.6, 10.x and 11.x alike."""
-    from _eval_tiny import make_lfw
     from edgekd.export.calib import make_calib
 
     make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
@@ -86,10 +85,9 @@ def test_issue19_item_1_int8_failure_keeps_fp16_and_records_the_error(tmp_path):
     """Item 1: a failure of one precision is recorded in the bundle; the other engines are still written."""
     from onnx import helper
 
-    from _eval_tiny import make_lfw
     from edgekd.export import graph
 
-    bad = doubles.tiny_face_onnx(tmp_path / "bad.int8-minmax.onnx", "int8")
+    bad = tiny_onnx(tmp_path / "bad.int8-minmax.onnx", precision="int8")
     m = graph.load(bad)
     m.graph.node.append(helper.make_node("Col2Im", ["embedding"], ["unused"], name="unsupported"))
     graph.save(m, bad)
@@ -104,52 +102,44 @@ def test_issue19_item_1_int8_failure_keeps_fp16_and_records_the_error(tmp_path):
 def test_device_check_without_tensorrt_is_one_line(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from _eval_tiny import make_lfw
     from edgekd.cli import cli
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    res = CliRunner().invoke(cli, ["device-check", "--onnx", str(doubles.tiny_face_onnx(tmp_path / "m.onnx")),
+    res = CliRunner().invoke(cli, ["device-check", "--onnx", str(tiny_onnx(tmp_path / "m.onnx")),
                                    "--data", str(make_lfw(tmp_path / "lfw", folds=1, per=2)),
                                    "--out", str(tmp_path / "b")])
     assert res.exit_code == 1 and res.output.startswith("Error: ") and "edgekd[trt-cu12]" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
 
 
-def test_issue19_item_3_device_check_on_a_too_old_driver_is_one_line(tmp_path, monkeypatch):
+def test_issue19_item_3_device_check_on_a_too_old_driver_is_one_line(tmp_path, one_machine):
     """Item 3: CUDA 13 packages (cuda-python 13) on a CUDA 12 driver: device-check stops with one line naming the
     versions and the CUDA 12 extra, before any engine is built."""
     from click.testing import CliRunner
 
-    from _eval_tiny import make_lfw
     from edgekd.cli import cli
 
-    doubles.install(monkeypatch, hide=("pycuda",), cuda_runtime=13000, cuda_driver=12040)
-    try:
-        res = CliRunner().invoke(cli, ["device-check", "--onnx", str(doubles.tiny_face_onnx(tmp_path / "m.onnx")),
-                                       "--data", str(make_lfw(tmp_path / "lfw", folds=1, per=2)),
-                                       "--out", str(tmp_path / "b")])
-    finally:
-        doubles.uninstall()
+    one_machine(hide=("pycuda",), cuda_runtime=13000, cuda_driver=12040)
+    res = CliRunner().invoke(cli, ["device-check", "--onnx", str(tiny_onnx(tmp_path / "m.onnx")),
+                                   "--data", str(make_lfw(tmp_path / "lfw", folds=1, per=2)),
+                                   "--out", str(tmp_path / "b")])
     assert res.exit_code == 1 and res.output.startswith("Error: ") and len(res.output.strip().splitlines()) == 1
     assert "CUDA 13.0 runtime" in res.output and "CUDA 12.4" in res.output and "edgekd[trt-cu12]" in res.output
     assert not (tmp_path / "b").exists()
 
 
-def test_issue19_device_check_gate_data_makes_the_gated_qdq_file(tmp_path, monkeypatch, shared_data):
+def test_issue19_device_check_gate_data_makes_the_gated_qdq_file(tmp_path, one_machine, shared_data):
     """`--calib C --gate-data D`: the INT8 engine is built from the accuracy-gated Q/DQ file quantized here (the
     gate of `edgekd export`, on LFW fold 1 identities), on TensorRT 11.x (no calibrator at all)."""
     from edgekd.device_check import run_device_check
     from edgekd.export.calib import make_calib
 
     make_calib("synthetic:16x4", tmp_path / "calib", n=64, progress=False)
-    doubles.install(monkeypatch, profile="jetson", trt_version="11.4.0")
-    try:
-        pairs = shared_data / "lfw" / "pairs.txt"
-        bundle = run_device_check(doubles.tiny_conv_face_onnx(tmp_path / "m.onnx"), pairs, tmp_path / "b", folds=[7],
-                                  calib=tmp_path / "calib", gate_data=pairs, gate_folds=[1], iterations=2,
-                                  batch_sizes=(1,), progress=False, log=lambda *a: None)
-    finally:
-        doubles.uninstall()
+    one_machine(profile="jetson", trt_version="11.4.0")
+    pairs = shared_data / "lfw" / "pairs.txt"
+    bundle = run_device_check(tiny_onnx(tmp_path / "m.onnx", kind="conv3"), pairs, tmp_path / "b", folds=[7],
+                              calib=tmp_path / "calib", gate_data=pairs, gate_folds=[1], iterations=2,
+                              batch_sizes=(1,), progress=False, log=lambda *a: None)
     int8 = bundle["engines"]["int8"]
     assert "error" not in int8 and int8["qdq_onnx"]["made_from"] == "calib+gate"
     assert int8["qdq_onnx"]["gate"]["spec"] == "tar@0.0001=0.3" and int8["sidecar"]["onnx"].endswith("m.int8-gated.onnx")

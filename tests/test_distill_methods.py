@@ -10,13 +10,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _distill_tiny  # noqa: E402,F401  (registers distill_tiny)
+from tiny_models import register_tiny  # noqa: E402
 
 from edgekd.distill.methods import METHODS, MethodShapes, Features, build_methods, parse_methods, parse_options  # noqa: E402
 from edgekd.distill.objective import DistillObjective  # noqa: E402
 from edgekd.distill.teacher import Teacher, embed_dataset, fit_teacher_head  # noqa: E402
 from edgekd.errors import EdgekdError  # noqa: E402
 from edgekd.preprocess import ARCFACE, Preprocess  # noqa: E402
+
+register_tiny("distill")  # distill_tiny: tiny_models "distill", a stride-8 stem on 112x112 faces
 
 FOAMLIU = Preprocess(mean=(0.485 * 255, 0.456 * 255, 0.406 * 255), std=(0.229 * 255, 0.224 * 255, 0.225 * 255))
 XIAOCCER = Preprocess(input_size=(112, 96), mean=(127.5,) * 3, std=(128.0,) * 3, crop=(0, 8, 112, 96))

@@ -10,13 +10,15 @@ import torch
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _distill_tiny  # noqa: E402,F401  (registers distill_tiny)
+from tiny_models import register_tiny  # noqa: E402
 
 from edgekd.cli import cli  # noqa: E402
 from edgekd.distill import run_distillation  # noqa: E402
 from edgekd.errors import EdgekdError  # noqa: E402
 from edgekd.models import create_model, save_checkpoint  # noqa: E402
 from edgekd.train import TrainConfig  # noqa: E402
+
+register_tiny("distill")  # distill_tiny: tiny_models "distill", a stride-8 stem on 112x112 faces
 
 TINY = dict(model="distill_tiny", data="synthetic:4x4", batch_size=8, lr=0.05, log_every=1, progress=False,
             device="cpu", ckpt_every=1)

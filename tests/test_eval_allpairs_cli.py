@@ -7,22 +7,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from _eval_tiny import PoolFace, export_onnx, make_lfw
 from edgekd.cli import cli
 
-META = {"edgekd.model": "pool", "edgekd.method": "vanilla", "edgekd.precision": "fp32",
-        "edgekd.preprocess": json.dumps(PoolFace.preprocess.to_dict())}
-
 
 @pytest.fixture(scope="module")
-def lfw(tmp_path_factory):
-    return make_lfw(tmp_path_factory.mktemp("lfw"), folds=2, per=12)
-
-
-@pytest.fixture(scope="module")
-def pool_onnx(tmp_path_factory):
-    return export_onnx(tmp_path_factory.mktemp("onnx") / "pool.onnx", model=PoolFace(), size=(112, 112),
-                       metadata=META)
+def lfw(tiny_lfw):
+    """2 folds x 12 identities: enough impostor pairs for the all-pairs figures (pool_onnx: conftest.py)."""
+    return tiny_lfw(folds=2, per=12)
 
 
 def _brute(pool_onnx, lfw, names):

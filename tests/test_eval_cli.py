@@ -7,22 +7,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from _eval_tiny import PoolFace, export_onnx, make_lfw
 from edgekd.cli import cli
 
-META = {"edgekd.model": "pool", "edgekd.method": "vanilla", "edgekd.precision": "fp32",
-        "edgekd.preprocess": json.dumps(PoolFace.preprocess.to_dict())}
-
-
-@pytest.fixture(scope="module")
-def lfw(tmp_path_factory):
-    return make_lfw(tmp_path_factory.mktemp("lfw"))
-
-
-@pytest.fixture(scope="module")
-def pool_onnx(tmp_path_factory):
-    return export_onnx(tmp_path_factory.mktemp("onnx") / "pool.onnx", model=PoolFace(), size=(112, 112),
-                       metadata=META)
+# lfw (2 folds x 3 identities) and pool_onnx are the shared fixtures of conftest.py
 
 
 def test_eval_onnx_writes_json_and_plot(lfw, pool_onnx, tmp_path):

@@ -8,20 +8,20 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from _int8_tiny import ConvFace, export
 from edgekd.errors import EdgekdError
 from edgekd.export import gate
 from edgekd.export.calib import make_calib, open_calib
 from edgekd.export.int8 import Int8Quantizer, zero_points_zero
 from edgekd.export.thresholds import embed, load_gate_data
+from tiny_models import export_edgekd, tiny_class, tiny_model, tiny_onnx
 
-PRE = ConvFace.preprocess
+PRE = tiny_class("convface").preprocess
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
-    onnx = export(root / "face.onnx")
+    onnx = export_edgekd(root / "face.onnx")
     for seed in (0, 1):
         make_calib("synthetic:120x2:3", root / f"calib{seed}", n=64, seed=seed, preprocess=PRE, progress=False)
     blank = root / "blank"
@@ -133,30 +133,23 @@ def test_int8_stage_writes_gated_cpu_and_thresholds(tiny, tmp_path):
     assert json.loads(meta["edgekd.thresholds"])["sha256"] == tiny["data"].sha256
 
 
-@pytest.mark.parametrize("version", ["8.6.1", "10.3.0", "11.4.0"])
-def test_tensorrt_int8_builds_default_to_the_gated_file(tmp_path, monkeypatch, version):
+def test_tensorrt_int8_builds_default_to_the_gated_file(tmp_path, machine):
     """Every API generation builds INT8 from `<stem>.int8-gated.onnx` when it exists (no entropy calibrator), and
     the engine sidecar carries that file's thresholds. TensorRT is the strict double of that generation."""
     import json
 
-    import _trt_doubles
-    from test_export_trt import tiny_face_onnx
-
     from edgekd.export import graph
     from edgekd.export.run import build_from_onnx
 
-    state = _trt_doubles.install(monkeypatch, trt_version=version)
-    try:
-        onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
-        gated = tiny_face_onnx(tmp_path / "m.int8-gated.onnx", "int8")
-        thresholds = {"cosine_at_far": {"1e-04": 0.31}, "flip": "none"}
-        graph.save(graph.set_metadata(graph.load(gated), {"thresholds": thresholds}), gated)
-        side = build_from_onnx(onnx_path, "int8", engines_dir=tmp_path / "e", log=lambda *a: None)
-        assert side["onnx"] == str(gated) and side["thresholds"] == thresholds
-        assert not state.calibration
-        assert json.loads((tmp_path / "e" / "m.int8.engine.json").read_text())["thresholds"] == thresholds
-    finally:
-        _trt_doubles.uninstall()
+    state = machine()
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    gated = tiny_onnx(tmp_path / "m.int8-gated.onnx", precision="int8")
+    thresholds = {"cosine_at_far": {"1e-04": 0.31}, "flip": "none"}
+    graph.save(graph.set_metadata(graph.load(gated), {"thresholds": thresholds}), gated)
+    side = build_from_onnx(onnx_path, "int8", engines_dir=tmp_path / "e", log=lambda *a: None)
+    assert side["onnx"] == str(gated) and side["thresholds"] == thresholds
+    assert not state.calibration
+    assert json.loads((tmp_path / "e" / "m.int8.engine.json").read_text())["thresholds"] == thresholds
 
 
 def test_runtime_runs_tensorrt_qdq_files_as_written(tiny):
@@ -171,33 +164,13 @@ def test_runtime_runs_tensorrt_qdq_files_as_written(tiny):
     np.testing.assert_allclose(rt(data.x[:16]), embed(tiny["root"] / "s8s8.onnx", data)[:16], rtol=1e-5, atol=1e-6)
 
 
-class _ResidualReLU6(ConvFace):
-    """MobileFaceNet's pattern: conv -> ReLU6, a residual Add, then more convs (what ORT's default placement splits)."""
-
-    def __init__(self):
-        import torch
-        from torch import nn
-
-        super().__init__()
-        torch.manual_seed(0)
-        self.c = nn.ModuleList([nn.Conv2d(3, 8, 3, 2, 1)] + [nn.Conv2d(8, 8, 3, 1, 1) for _ in range(3)])
-        self.act = nn.ReLU6()
-        self.fc = nn.Linear(8, 16)
-
-    def forward(self, x):
-        x = self.act(self.c[0](x))
-        y = self.act(self.c[1](x))
-        x = x + self.c[2](y)
-        return self.fc(self.act(self.c[3](x)).mean((2, 3)))
-
-
 def test_tensorrt_file_quantizes_weighted_op_inputs_only_and_float_layers_stay_float(tiny, tmp_path):
     """TensorRT's Q/DQ placement: activations quantized only where a weighted op reads them, never at a conv output
     or before a ReLU6; a float layer's input carries no Q/DQ (ORT's default left one there through the ReLU6/Add
     feeding it, so 'float' layers were still fed INT8-rounded activations)."""
     import onnx
 
-    src = export(tmp_path / "res.onnx", _ResidualReLU6().eval())
+    src = export_edgekd(tmp_path / "res.onnx", tiny_model("relu6res"))
     calib = open_calib(tiny["root"] / "calib0", PRE)
     with Int8Quantizer(src, calib) as q:
         convs = [n for n in q.quantizable_nodes() if n not in q.default_float]
@@ -227,7 +200,7 @@ def test_tensorrt_file_quantizes_weighted_op_inputs_only_and_float_layers_stay_f
 def test_sensitivity_ranks_every_quantized_layer(tiny, tmp_path):
     """Each quantized layer gets a rank (the gate's fallback search draws from it). onnxruntime's own matching pairs
     only Q/DQ'd tensors, and conv outputs carry none under TensorRT's placement: it ranked 1 of 3 layers here."""
-    src = export(tmp_path / "res.onnx", _ResidualReLU6().eval())
+    src = export_edgekd(tmp_path / "res.onnx", tiny_model("relu6res"))
     with Int8Quantizer(src, open_calib(tiny["root"] / "calib0", PRE)) as q:
         q.write(tmp_path / "q.onnx", "minmax")
         ranking = gate.sensitivity(q, tmp_path / "q.onnx")

@@ -1,5 +1,5 @@
-"""ONNX export end to end on a tiny random-init face net (same head structure as MobileFaceNet: conv body, GDC,
-flatten, FC, BatchNorm1d; a real mobilefacenet takes over a minute here): parity, dynamic batch, metadata,
+"""ONNX export end to end on a tiny random-init face net (tiny_models "gdc": MobileFaceNet's head structure, conv
+body, GDC, flatten, FC, BatchNorm1d; a real mobilefacenet takes over a minute here): parity, dynamic batch, metadata,
 FP16 / INT8 artifacts, the report, the no-TensorRT exit, and every bad input (one-line error, nothing written)."""
 
 from __future__ import annotations
@@ -7,38 +7,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from torch import nn
 
 from edgekd.errors import EdgekdError
 from edgekd.export import graph
 from edgekd.export.run import export_model
-from edgekd.models import list_models, register_model
-from edgekd.models.base import FaceEmbedder
+from tiny_models import register_tiny
 
 QUIET = dict(log=lambda *a: None, progress=False)
-TINY = "edgekd_test_tiny"
-
-
-class TinyFace(FaceEmbedder):
-    embedding_size = 32
-
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.PReLU(8),
-                                  nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.PReLU(16))
-        self.gdc = nn.Conv2d(16, 16, 28, groups=16)
-        self.fc = nn.Linear(16, 32)
-        self.bn = nn.BatchNorm1d(32)
-
-    def forward_features(self, x):
-        return self.body(x)
-
-    def forward_head(self, fmap):
-        return self.bn(self.fc(self.gdc(fmap).flatten(1)))
-
-
-if TINY not in list_models():
-    register_model(TINY)(TinyFace)
+TINY = register_tiny("gdc")  # tiny_model("gdc"): MobileFaceNet's head on a two-conv body, 32-d
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,10 @@ import numpy as np
 import onnx
 import pytest
 
-from _int8_tiny import ConvFace
 from edgekd.export.calib import make_calib, open_calib
+from tiny_models import export_edgekd, tiny_class, tiny_model
+
+PRE = tiny_class("convface").preprocess
 
 
 def _as_written(path, x):
@@ -24,7 +26,7 @@ def _as_written(path, x):
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
     root = tmp_path_factory.mktemp("qat")
-    make_calib("synthetic:64x2:5", root / "faces", n=96, preprocess=ConvFace.preprocess, progress=False)
+    make_calib("synthetic:64x2:5", root / "faces", n=96, preprocess=PRE, progress=False)
     return open_calib(root / "faces")
 
 
@@ -35,10 +37,10 @@ def test_qat_loss_decreases_and_onnx_has_zero_zero_points(faces, tmp_path, one_t
     from edgekd.export.qat import train_qat
     from edgekd.runtime.onnx_runtime import OnnxRuntime
 
-    student = ConvFace().eval()
+    student = tiny_model("convface").eval()
     teacher = copy.deepcopy(student)
     meta = {"model": "convface", "precision": "fp32", "embedding_size": 16,
-            "preprocess": ConvFace.preprocess.to_dict()}
+            "preprocess": PRE.to_dict()}
     out = tmp_path / "qat.onnx"
     r = train_qat(student, teacher, faces, out, meta, steps=40, seed=0, batch_size=16, lr=2e-5, progress=False)
     assert r["loss_last"] < r["loss_first"]  # fake-quant noise is trained away
@@ -58,10 +60,8 @@ def test_qat_loss_decreases_and_onnx_has_zero_zero_points(faces, tmp_path, one_t
 
     with torch.no_grad():
         t = teacher(torch.from_numpy(x)).numpy()
-    from _int8_tiny import export
-
     ptq = tmp_path / "ptq.onnx"
-    quantize_int8(export(tmp_path / "fp32.onnx", teacher), ptq, faces)
+    quantize_int8(export_edgekd(tmp_path / "fp32.onnx", teacher), ptq, faces)
     cos = lambda a, b: float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
     assert cos(e, t) > cos(_as_written(ptq, x), t)
 
@@ -87,17 +87,16 @@ def test_fake_quant_matches_the_written_qdq_file(faces, tmp_path, one_torch_thre
     written) computes; the plain FP32 model does not (control)."""
     import torch
 
-    from _int8_tiny import export
     from edgekd.export.int8 import quantize_int8
     from edgekd.export.qat import fake_quantized
 
-    model = ConvFace().eval()
+    model = tiny_model("convface").eval()
     meta = {"model": "convface", "precision": "fp32", "embedding_size": 16,
-            "preprocess": ConvFace.preprocess.to_dict()}
+            "preprocess": PRE.to_dict()}
     gm, _, floating, names = fake_quantized(model, faces, meta, method=method)
     assert len(names) == 5 and floating
     qdq = tmp_path / "ptq.onnx"
-    quantize_int8(export(tmp_path / "fp32.onnx", model), qdq, faces, method=method)
+    quantize_int8(export_edgekd(tmp_path / "fp32.onnx", model), qdq, faces, method=method)
     x = next(faces.batches(16))
     with torch.no_grad():
         fq, fp = gm(torch.from_numpy(x)).numpy(), model(torch.from_numpy(x)).numpy()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
@@ -15,24 +14,15 @@ from edgekd.export import graph
 from edgekd.export.tensorrt_build import build_engine, choose_api
 from edgekd.export.trtexec import trtexec_command
 from edgekd.preprocess import ARCFACE
-
-import _trt_doubles
+from tiny_models import tiny_onnx
 
 
 @pytest.fixture(autouse=True)
-def machine(monkeypatch, request):
-    """The strict doubles of tests/doubles/ (TensorRT of one generation, CUDA, NVML), except for the real-TensorRT
-    tests; call `machine(trt_version=..., **settings)` to switch the simulated machine. Returns its state."""
-    if "tensorrt" in request.keywords:
-        yield None
-        return
-
-    def install(**kw):
-        return _trt_doubles.install(monkeypatch, **kw)
-
-    install()
-    yield install
-    _trt_doubles.uninstall()
+def _on_the_doubles(request):
+    """Every test here runs on the strict doubles (`one_machine` of conftest.py, its default machine installed; the
+    trtexec double importable), except the real-TensorRT ones."""
+    if "tensorrt" not in request.keywords:
+        request.getfixturevalue("one_machine")()
 
 
 def trt_module():
@@ -41,43 +31,26 @@ def trt_module():
     return tensorrt
 
 
-def tiny_face_onnx(path, precision="fp32", size=(112, 112), out_rank=2):
-    """A minimal N x 3 x H x W -> N x 8 graph (GlobalAveragePool, Flatten, Gemm) with edgekd metadata."""
-    h, w = size
-    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"], name="gap"),
-             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-             helper.make_node("Gemm", ["f", "W"], ["embedding"], name="fc")]
-    W = helper.make_tensor("W", TensorProto.FLOAT, [3, 8], np.ones(24, np.float32))
-    out_shape = ["batch", 8] if out_rank == 2 else ["batch", 8, 1]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, h, w])],
-                          [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, out_shape)], [W])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    graph.set_metadata(m, {"model": "tiny", "method": "test", "precision": precision, "embedding_size": 8,
-                           "preprocess": ARCFACE.to_dict()})
-    graph.save(m, path)
-    return path
-
-
 @pytest.mark.parametrize("version,expected", [
     ("8.6.1", "builder-flags"),
     ("10.0.1", "builder-flags"),
     ("10.3.0", "strongly-typed"),  # calibrator + INT8 flag deprecated since 10.1
     ("11.4.0", "strongly-typed"),  # flags removed; typing always enforced
 ])
-def test_api_generation_choice(machine, version, expected):
-    machine(trt_version=version)
+def test_api_generation_choice(one_machine, version, expected):
+    one_machine(trt_version=version)
     assert choose_api(trt_module()) == expected
 
 
-def test_requesting_missing_api_is_an_error(machine):
-    machine(trt_version="11.4.0")
+def test_requesting_missing_api_is_an_error(one_machine):
+    one_machine(trt_version="11.4.0")
     with pytest.raises(EdgekdError, match="does not offer the builder-flags"):
         choose_api(trt_module(), "builder-flags")
 
 
-def test_builder_flags_fp16_calls_and_sidecar(tmp_path, machine):
-    state = machine(trt_version="8.6.1")
-    onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
+def test_builder_flags_fp16_calls_and_sidecar(tmp_path, one_machine):
+    state = one_machine(trt_version="8.6.1")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
     side = build_engine(onnx_path, tmp_path / "m.fp16.engine", "fp16", (1, 8, 37), 512, tmp_path / "tc")
     (b,) = state.builds
     assert b["network_flags"] == 1  # EXPLICIT_BATCH on 8.x
@@ -96,13 +69,13 @@ def test_builder_flags_fp16_calls_and_sidecar(tmp_path, machine):
     assert side["profile"]["max"] == [37, 3, 112, 112] and side["model"] == "tiny"
 
 
-def test_builder_flags_int8_uses_calibrator(tmp_path, machine):
+def test_builder_flags_int8_uses_calibrator(tmp_path, one_machine):
     from edgekd.export.calib import make_calib, open_calib
 
-    state = machine(trt_version="8.6.1")
+    state = one_machine(trt_version="8.6.1")
     make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
     calib = open_calib(tmp_path / "calib", ARCFACE)
-    onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
     side = build_engine(onnx_path, tmp_path / "m.int8.engine", "int8", calib=calib, calib_cache=tmp_path / "c")
     (b,) = state.builds
     assert "INT8" in b["flags"] and b["header"]["int8_scales"] == "calibrated"
@@ -111,12 +84,12 @@ def test_builder_flags_int8_uses_calibrator(tmp_path, machine):
         build_engine(onnx_path, tmp_path / "x.engine", "int8")
 
 
-def test_strongly_typed_takes_precision_from_graph(tmp_path, machine):
-    state = machine(trt_version="10.3.0")
+def test_strongly_typed_takes_precision_from_graph(tmp_path, one_machine):
+    state = one_machine(trt_version="10.3.0")
     with pytest.raises(EdgekdError, match="strongly typed fp16 build"):
-        build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16")
+        build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16")
     assert not (tmp_path / "m.engine").exists()
-    half = tiny_face_onnx(tmp_path / "h.onnx", "fp16")
+    half = tiny_onnx(tmp_path / "h.onnx", precision="fp16")
     from edgekd.export.fp16 import convert_fp16
 
     convert_fp16(half, half)
@@ -127,19 +100,20 @@ def test_strongly_typed_takes_precision_from_graph(tmp_path, machine):
     assert side["api_path"] == "strongly-typed" and side["precision"] == "fp16"
 
 
-def test_dla_core_needs_a_dla(tmp_path, machine):
-    machine(trt_version="8.6.1")
+def test_dla_core_needs_a_dla(tmp_path, one_machine):
+    one_machine(trt_version="8.6.1")
     with pytest.raises(EdgekdError, match="DLA core 0"):
-        build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", dla_core=0)
-    state = machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
+        build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", dla_core=0)
+    state = one_machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
     build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16", dla_core=1)
     (b,) = state.builds
     assert b["header"]["dla_core"] == 1 and "GPU_FALLBACK" in b["flags"]
 
 
-def test_not_a_face_onnx_is_refused(tmp_path, machine):
-    machine(trt_version="8.6.1")
-    for bad in (tiny_face_onnx(tmp_path / "a.onnx", size=(64, 64)), tiny_face_onnx(tmp_path / "b.onnx", out_rank=3)):
+def test_not_a_face_onnx_is_refused(tmp_path, one_machine):
+    one_machine(trt_version="8.6.1")
+    for bad in (tiny_onnx(tmp_path / "a.onnx", size=(64, 64), preprocess=ARCFACE),  # 64x64 graph, 112x112 metadata
+                tiny_onnx(tmp_path / "b.onnx", out_rank=3)):
         with pytest.raises(EdgekdError, match="not a face model"):
             build_engine(bad, tmp_path / "x.engine", "fp16")
     (tmp_path / "c.onnx").write_bytes(b"not onnx at all")
@@ -148,9 +122,9 @@ def test_not_a_face_onnx_is_refused(tmp_path, machine):
     assert not (tmp_path / "x.engine").exists()
 
 
-def test_unsupported_op_reported_before_build(tmp_path, machine):
-    state = machine(trt_version="8.6.1")
-    m = graph.load(tiny_face_onnx(tmp_path / "m.onnx"))
+def test_unsupported_op_reported_before_build(tmp_path, one_machine):
+    state = one_machine(trt_version="8.6.1")
+    m = graph.load(tiny_onnx(tmp_path / "m.onnx"))
     m.graph.node[0].op_type = "Col2Im"
     graph.save(m, tmp_path / "m.onnx")
     with pytest.raises(EdgekdError, match="Col2Im"):
@@ -158,12 +132,12 @@ def test_unsupported_op_reported_before_build(tmp_path, machine):
     assert not state.builds
 
 
-def test_sidecar_mismatch_refused_by_eval_checker(tmp_path, machine):
+def test_sidecar_mismatch_refused_by_eval_checker(tmp_path, one_machine):
     from edgekd.runtime.tensorrt.sidecar import check_sidecar, read_sidecar
 
-    machine(trt_version="8.6.1")
+    one_machine(trt_version="8.6.1")
     engine = tmp_path / "m.fp16.engine"
-    build_engine(tiny_face_onnx(tmp_path / "m.onnx"), engine, "fp16")
+    build_engine(tiny_onnx(tmp_path / "m.onnx"), engine, "fp16")
     side = read_sidecar(engine)
     assert side["gpu_name"] == "NVIDIA GeForce RTX 4090" and side["compute_capability"] == "8.9"  # CUDA device 0
     orin = {"gpu_name": "NVIDIA Jetson Orin Nano", "compute_capability": "8.7"}
@@ -175,10 +149,10 @@ def test_sidecar_mismatch_refused_by_eval_checker(tmp_path, machine):
         check_sidecar(side, engine, "8.6.1", {"gpu_name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"})
 
 
-def test_dla_build_is_static_fp16(tmp_path, machine):
+def test_dla_build_is_static_fp16(tmp_path, one_machine):
     """Defect 5 (issue 11), builder side: DLA needs min = opt = max and FP16/INT8; FP32 on DLA is refused."""
-    state = machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
-    side = build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", (1, 8, 64), dla_core=1)
+    state = one_machine(trt_version="8.6.1", dla_cores=2, profile="jetson")
+    side = build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp16", (1, 8, 64), dla_core=1)
     (b,) = state.builds
     assert b["header"]["profile"] == [[8, 3, 112, 112]] * 3 and not b["header"]["gpu_fallback_layers"]
     assert "FP16" in b["flags"] and b["header"]["dla_core"] == 1 and side["dla_core"] == 1
@@ -196,7 +170,7 @@ def test_print_trtexec_without_tensorrt_exits_0(tmp_path, monkeypatch):
     from edgekd.cli import cli
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
     res = CliRunner().invoke(cli, ["build", "--onnx", str(onnx_path), "--precision", "fp16", "--print-trtexec",
                                    "--out", str(tmp_path / "engines" / "m.fp16.engine")])
     assert res.exit_code == 0, res.output
@@ -252,12 +226,12 @@ def test_real_engine_matches_onnx(tmp_path):
     build_and_compare_with_onnx(tmp_path, tmp_path / "m.onnx", report["artifacts"]["fp16"]["path"])
 
 
-def test_build_from_onnx_paths_and_fixed_batch(tmp_path, capsys, machine):
+def test_build_from_onnx_paths_and_fixed_batch(tmp_path, capsys, one_machine):
     from edgekd.export.run import build_from_onnx
 
-    machine(trt_version="10.3.0")
-    onnx_path = tiny_face_onnx(tmp_path / "m.onnx")
-    typed = tiny_face_onnx(tmp_path / "m.fp16.onnx", "fp16")
+    one_machine(trt_version="10.3.0")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    typed = tiny_onnx(tmp_path / "m.fp16.onnx", precision="fp16")
     side = build_from_onnx(onnx_path, "fp16", typed_onnx=typed, engines_dir=tmp_path / "e", show_trtexec=True)
     assert side["onnx"] == str(typed) and (tmp_path / "e" / "m.fp16.engine").is_file()
     assert "--stronglyTyped" in capsys.readouterr().out
@@ -301,7 +275,7 @@ def test_issue19_item_2_int8_trtexec_lines_never_use_placeholder_scales(tmp_path
     from edgekd.export.calib import make_calib
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    onnx_path = _trt_doubles.tiny_conv_face_onnx(tmp_path / "m.onnx")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx", kind="conv3")
     args = ["build", "--onnx", str(onnx_path), "--precision", "int8", "--print-trtexec",
             "--out", str(tmp_path / "m.int8.engine")]
     if given == "calib":
@@ -333,9 +307,9 @@ def test_issue19_item_2_int8_trtexec_lines_never_use_placeholder_scales(tmp_path
                                                      ((4, 2, 8), 64, "1 <= min <= opt <= max"),
                                                      ((1, 2, 2.5), 64, "whole numbers"),
                                                      ((1, 8, 16), 0, "workspace")])
-def test_build_refuses_a_bad_profile_or_workspace_before_tensorrt(tmp_path, machine, profile, workspace, match):
+def test_build_refuses_a_bad_profile_or_workspace_before_tensorrt(tmp_path, one_machine, profile, workspace, match):
     """The library side of --profile / --workspace (the CLI checks them too): refused before any TensorRT call."""
-    state = machine()
+    state = one_machine()
     with pytest.raises(EdgekdError, match=match):
-        build_engine(tiny_face_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp32", profile, workspace)
+        build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", "fp32", profile, workspace)
     assert not state.builds and not (tmp_path / "m.engine").exists()

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from _eval_tiny import PRE, TinyFace, export_onnx
 from edgekd.errors import EdgekdError
 from edgekd.preprocess import ARCFACE
 from edgekd.runtime import open_artifact
 from edgekd.runtime.onnx_runtime import OnnxRuntime
 from edgekd.runtime.onnx_session import choose_providers
+from tiny_models import export_onnx, tiny_class, tiny_model
+
+PRE = tiny_class("small").preprocess
 
 META = {"edgekd.model": "tiny", "edgekd.method": "vanilla", "edgekd.precision": "fp32",
         "edgekd.embedding_size": "8", "edgekd.preprocess": json.dumps(PRE.to_dict())}
@@ -30,7 +32,7 @@ def test_matches_torch_and_reads_metadata(tiny_onnx):
     rt = OnnxRuntime(tiny_onnx, intra_op_threads=1, inter_op_threads=1)
     x = batch(5)
     with torch.no_grad():
-        want = TinyFace().eval()(torch.from_numpy(x)).numpy()
+        want = tiny_model("small").eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(rt(x), want, rtol=1e-4, atol=1e-5)
     assert rt.preprocess == PRE and rt.embedding_size == 8 and rt.precision == "fp32" and rt.device == "cpu"
     assert rt.meta["model"] == "tiny" and rt.meta["method"] == "vanilla"
@@ -43,22 +45,17 @@ def test_fixed_batch_file_is_chunked(tmp_path):
     rt = OnnxRuntime(path)
     x = batch(5)
     with torch.no_grad():
-        want = TinyFace().eval()(torch.from_numpy(x)).numpy()
+        want = tiny_model("small").eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(rt(x), want, rtol=1e-4, atol=1e-5)
 
 
 def test_no_metadata_falls_back_to_arcface_with_warning(tmp_path):
-    path = export_onnx(tmp_path / "plain.onnx", size=(112, 112), model=_Big())
+    path = export_onnx(tmp_path / "plain.onnx", size=(112, 112), model=tiny_model("pool", dim=8))  # no metadata
     with pytest.warns(UserWarning, match="ArcFace"):
         rt = OnnxRuntime(path)
     assert rt.preprocess == ARCFACE and rt.embedding_size == 8
     rt2 = OnnxRuntime(path, preprocess=ARCFACE)  # the --model route passes a registry preprocess instead
     assert rt2.meta["providers"] == ["CPUExecutionProvider"]
-
-
-class _Big(torch.nn.Module):
-    def forward(self, x):
-        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)[:, :8]
 
 
 def test_not_a_face_model(tmp_path):

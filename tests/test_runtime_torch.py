@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from _eval_tiny import PRE, TinyFace
 from edgekd.errors import EdgekdError
 from edgekd.runtime import open_artifact
 from edgekd.runtime.torch_runtime import TorchRuntime
+from tiny_models import tiny_class
+
+TinyFace = tiny_class("small")  # tiny_models "small": 16x16 conv-BN-ReLU-linear, 8-d, seeded
+PRE = TinyFace.preprocess
 
 
 def batch(n=5, seed=0):

@@ -1,9 +1,9 @@
 """The TensorRT / CUDA / NVML code against strict doubles of the real APIs (tests/doubles/, see its README.md).
 
 Each test named test_defect_N pins defect N of issue 11, each test_item_N item N of issue 19; each failed before its
-fix. Tests taking `machine` run once per TensorRT generation double (8.6, 10.x, 11.x: tests/doubles/tensorrt/_v*.py);
-`one_machine` is for tests about one generation. The doubles compute embeddings with ONNX Runtime so control flow is
-checked end to end; nothing here is a measurement.
+fix. Tests taking `machine` (conftest.py) run once per TensorRT generation double (8.6, 10.x, 11.x:
+tests/doubles/tensorrt/_v*.py); `one_machine` is for tests about one generation. The doubles compute embeddings with
+ONNX Runtime so control flow is checked end to end; nothing here is a measurement.
 """
 
 from __future__ import annotations
@@ -18,44 +18,13 @@ import pytest
 
 import _trt_doubles as doubles
 from edgekd.errors import EdgekdError
-
-
-GENERATIONS = ("8.6.1", "10.3.0", "11.4.0")
-
-
-def _machine(monkeypatch, trt_version):
-    installed = []
-
-    def install(**kw):
-        installed.append(True)
-        return doubles.install(monkeypatch, **{"trt_version": trt_version, **kw})
-
-    return install, installed
-
-
-@pytest.fixture(params=GENERATIONS)
-def machine(monkeypatch, request):
-    """Install the doubles of one TensorRT generation (call with the machine's settings); checks pycuda's
-    empty-stack contract afterwards."""
-    install, installed = _machine(monkeypatch, request.param)
-    yield install
-    if installed:
-        doubles.uninstall()
-
-
-@pytest.fixture
-def one_machine(monkeypatch):
-    """As `machine`, without the generation matrix (the test names its trt_version, or takes 10.3.0)."""
-    install, installed = _machine(monkeypatch, "10.3.0")
-    yield install
-    if installed:
-        doubles.uninstall()
+from tiny_models import faces, tiny_onnx
 
 
 def build(tmp_path, precision="fp32", profile=(1, 8, 16), name="m", **kw):
     from edgekd.export.tensorrt_build import build_engine
 
-    onnx_path = doubles.tiny_face_onnx(tmp_path / f"{name}.onnx")
+    onnx_path = tiny_onnx(tmp_path / f"{name}.onnx")
     engine = tmp_path / f"{name}.{precision}.engine"
     build_engine(onnx_path, engine, precision, profile, **kw)
     return onnx_path, engine
@@ -78,7 +47,7 @@ def test_engine_round_trip_matches_onnxruntime(tmp_path, machine):
     """Build -> sidecar -> open -> embed through the doubles, chunked over the profile maximum (8 + 8 + 3)."""
     machine()
     onnx_path, engine = build(tmp_path, profile=(1, 8, 8))
-    x = doubles.faces(19)
+    x = faces(19)
     with open_engine(engine) as rt:
         np.testing.assert_allclose(rt(x), onnx_embeddings(onnx_path, x), rtol=1e-5, atol=1e-6)
 
@@ -88,7 +57,7 @@ def test_defect_1_pycuda_context_stack_empty_at_exit(tmp_path):
     pycuda aborts at interpreter exit ("context stack was not empty upon module cleanup")."""
     code = textwrap.dedent(f"""
         from pathlib import Path
-        import _trt_doubles as doubles
+        from tiny_models import faces, tiny_onnx
         from edgekd.export.calib import make_calib, open_calib
         from edgekd.export.tensorrt_build import build_engine
         from edgekd.preprocess import ARCFACE
@@ -96,11 +65,11 @@ def test_defect_1_pycuda_context_stack_empty_at_exit(tmp_path):
 
         tmp = Path({str(tmp_path)!r})
         make_calib("synthetic:4x2", tmp / "calib", n=8, progress=False)
-        onnx_path = doubles.tiny_face_onnx(tmp / "m.onnx")
+        onnx_path = tiny_onnx(tmp / "m.onnx")
         build_engine(onnx_path, tmp / "m.int8.engine", "int8", calib=open_calib(tmp / "calib", ARCFACE),
                      calib_cache=tmp / "c.cache")
         rt = open_artifact(tmp / "m.int8.engine")  # never closed, as in a script that just exits
-        rt(doubles.faces(2))
+        rt(faces(2))
         print("done")
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -119,7 +88,7 @@ def test_defect_2_bench_under_jetson_nvml_writes_json(tmp_path, one_machine):
     (gpu,) = gpus()
     assert gpu["name"] == "Orin (nvgpu)" and gpu["memory_bytes"] is None
     assert "not supported" in gpu["memory_bytes_reason"].lower()
-    result = run_bench(onnx=doubles.tiny_face_onnx(tmp_path / "m.onnx"), batch_sizes=(1,), warmup=0, iterations=2,
+    result = run_bench(onnx=tiny_onnx(tmp_path / "m.onnx"), batch_sizes=(1,), warmup=0, iterations=2,
                        min_time_s=0, progress=False)
     json.dumps(result)
     assert result["memory"]["gpu_bytes"] is None and result["memory"]["gpu_bytes_reason"]
@@ -138,7 +107,7 @@ def test_defect_3_gpu_identity_is_the_cuda_device(tmp_path, machine, monkeypatch
 
     assert side["gpu_name"] == _fakegpu.state().cuda_devices()[0]["name"]
     with open_engine(engine) as rt:
-        assert rt(doubles.faces(1)).shape == (1, 8)
+        assert rt(faces(1)).shape == (1, 8)
 
 
 def test_defect_4_batches_below_the_profile_minimum_are_padded(tmp_path, machine):
@@ -146,7 +115,7 @@ def test_defect_4_batches_below_the_profile_minimum_are_padded(tmp_path, machine
     and the stale output buffer came back as embeddings."""
     machine()
     onnx_path, engine = build(tmp_path, profile=(4, 8, 16))
-    x = doubles.faces(2)
+    x = faces(2)
     with open_engine(engine) as rt:
         np.testing.assert_allclose(rt(x), onnx_embeddings(onnx_path, x), rtol=1e-5, atol=1e-6)
 
@@ -156,21 +125,29 @@ def test_defect_4_failed_execute_is_an_error(tmp_path, machine):
     state = machine()
     _, engine = build(tmp_path)
     with open_engine(engine) as rt:
-        rt(doubles.faces(3))
+        rt(faces(3))
         state.fail_execute = True
         with pytest.raises(EdgekdError, match="execute_async_v3.*failed"):
-            rt(doubles.faces(3, seed=1))
+            rt(faces(3, seed=1))
 
 
-def test_defect_4_binding_api_v2_checks_its_booleans(tmp_path, one_machine):
-    """Defect 4 on TensorRT 8.6 (binding indices): set_binding_shape / execute_async_v2 booleans are checked too."""
+def test_defect_4_binding_api_v2_checks_its_booleans(tmp_path, one_machine, monkeypatch):
+    """Defect 4 on the binding-index API: set_binding_shape / execute_async_v2 booleans are checked too. The runner
+    takes that API where the context has no execute_async_v3 (TensorRT before 8.5): the TensorRT 8.6 double, which
+    has both, with execute_async_v3 taken away (with it, 8.6 runs the named-tensor API, as
+    test_defect_4_failed_execute_is_an_error checks)."""
     state = one_machine(trt_version="8.6.1")
+    import tensorrt  # the double just installed
+
     onnx_path, engine = build(tmp_path, profile=(4, 8, 16), api="builder-flags")
+    monkeypatch.delattr(tensorrt.IExecutionContext, "execute_async_v3")
     with open_engine(engine) as rt:
-        x = doubles.faces(3)
+        assert rt.meta["binding_api"] == "v2"
+        x = faces(3)
         np.testing.assert_allclose(rt(x), onnx_embeddings(onnx_path, x), rtol=1e-5, atol=1e-6)
+        assert state.executions == [(4, 3, 112, 112)]  # padded to the profile minimum by set_binding_shape
         state.fail_execute = True
-        with pytest.raises(EdgekdError, match="failed"):
+        with pytest.raises(EdgekdError, match="execute_async_v2 failed"):
             rt(x)
 
 
@@ -184,7 +161,7 @@ def test_defect_5_dla_static_profile_and_runtime_core(tmp_path, one_machine):
     side = json.loads((tmp_path / "m.fp16.engine.json").read_text())
     assert side["dla_core"] == 1 and side["profile"]["min"] == side["profile"]["max"]
     with open_engine(engine) as rt:
-        assert rt(doubles.faces(11)).shape == (11, 8)
+        assert rt(faces(11)).shape == (11, 8)
     with pytest.raises(EdgekdError, match="DLA.*fp16 or int8"):
         build(tmp_path, "fp32", dla_core=0, name="f", api="builder-flags")
 
@@ -195,7 +172,7 @@ def test_defect_6_cuda_python_uses_pinned_memory_and_frees_events(tmp_path, mach
     state = machine(hide=("pycuda",))
     _, engine = build(tmp_path)
     rt = open_engine(engine)
-    x = doubles.faces(4)
+    x = faces(4)
     rt(x)
     for _ in range(5):
         assert rt.device_time_ms(x) > 0
@@ -281,8 +258,8 @@ def test_defect_9_real_build_helper_opens_what_it_built(tmp_path, one_machine):
     from test_export_trt import build_and_compare_with_onnx
 
     one_machine()
-    onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
-    typed = doubles.tiny_face_onnx(tmp_path / "m.fp16.onnx", "fp16")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    typed = tiny_onnx(tmp_path / "m.fp16.onnx", precision="fp16")
     build_and_compare_with_onnx(tmp_path, onnx_path, typed)
 
 
@@ -293,22 +270,21 @@ def test_defect_10_device_time_covers_every_chunk(tmp_path, machine):
 
     _, engine = build(tmp_path, profile=(1, 8, 8))
     with open_engine(engine) as rt:
-        assert rt.device_time_ms(doubles.faces(20)) == pytest.approx(20 * _fakegpu.MS_PER_IMAGE)
+        assert rt.device_time_ms(faces(20)) == pytest.approx(20 * _fakegpu.MS_PER_IMAGE)
 
 
 @pytest.mark.parametrize("content", ["3", "null", "[1, 2]", '"text"'])
 @pytest.mark.parametrize("command", ["eval", "bench"])
-def test_sidecar_that_is_not_an_object_is_one_line(tmp_path, one_machine, content, command):
+def test_sidecar_that_is_not_an_object_is_one_line(tmp_path, one_machine, tiny_lfw, content, command):
     """Issue 10 item 1: a sidecar holding a number or null was a TypeError traceback in eval/bench --engine."""
     from click.testing import CliRunner
 
-    from _eval_tiny import make_lfw
     from edgekd.cli import cli
 
     one_machine()
     _, engine = build(tmp_path)
     (tmp_path / "m.fp32.engine.json").write_text(content)
-    args = {"eval": ["eval", "--engine", str(engine), "--data", str(make_lfw(tmp_path / "lfw", folds=1, per=2)),
+    args = {"eval": ["eval", "--engine", str(engine), "--data", str(tiny_lfw(folds=1, per=2)),
                      "--quiet"],
             "bench": ["bench", "--engine", str(engine), "-b", "1", "-n", "1", "--min-time", "0", "--quiet"]}[command]
     res = CliRunner().invoke(cli, args)
@@ -323,7 +299,7 @@ def test_fixed_batch_engine_pads_and_chunks(tmp_path, machine):
     The doubles once reported such an engine as static with the shape preset, so this path went untested."""
     state = machine()
     onnx_path, engine = build(tmp_path, profile=(4, 4, 4))
-    x = doubles.faces(6)
+    x = faces(6)
     with open_engine(engine) as rt:
         np.testing.assert_allclose(rt(x), onnx_embeddings(onnx_path, x), rtol=1e-5, atol=1e-6)
     assert state.executions == [(4, 3, 112, 112), (4, 3, 112, 112)]
@@ -374,7 +350,7 @@ def test_item_4_timing_cache_from_another_version_is_replaced(tmp_path, machine)
     tc.write_bytes(b"FAKE-TIMING-CACHE 7.0.0|another GPU")
     from edgekd.export.tensorrt_build import build_engine
 
-    onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
     side = build_engine(onnx_path, tmp_path / "m.fp32.engine", "fp32", (1, 8, 16), timing_cache=tc)
     assert side["timing_cache"] == "replaced (made by another TensorRT version or GPU)"
     assert tc.read_bytes() == f"FAKE-TIMING-CACHE {tensorrt.__version__}|{_fakegpu.state().cuda_devices()[0]['name']}".encode()
@@ -414,7 +390,7 @@ def test_item_7_engine_opens_on_cuda_n_and_checks_that_gpu(tmp_path, machine):
     side = json.loads(sidecar_path(engine).read_text())
     sidecar_path(engine).write_text(json.dumps({**side, "gpu_name": "NVIDIA RTX A2000", "compute_capability": "8.6"}))
     with open_artifact(engine, device="cuda:1") as rt:
-        assert rt(doubles.faces(2)).shape == (2, 8)
+        assert rt(faces(2)).shape == (2, 8)
     with pytest.raises(EdgekdError, match="RTX A2000.*RTX 4090"):
         open_artifact(engine, device="cuda:0")
 
@@ -426,10 +402,10 @@ def test_item_9_dla_core_chosen_at_load(tmp_path, one_machine):
 
     _, engine = build(tmp_path, "fp16", dla_core=0, api="builder-flags")
     with open_artifact(engine, device="dla:1") as rt:
-        rt(doubles.faces(2))
+        rt(faces(2))
         assert rt.meta["dla_core"] == 1
     with open_artifact(engine) as rt:
-        rt(doubles.faces(2))
+        rt(faces(2))
     assert state.dla_runs == [1, 0]
     with pytest.raises(EdgekdError, match="DLA core 2.*2 DLA core"):
         open_artifact(engine, device="dla:2")
@@ -443,7 +419,7 @@ def test_item_10_opset_range_per_tensorrt_version(tmp_path, one_machine, version
     from edgekd.export.tensorrt_build import build_engine
     from edgekd.export.trt_ops import check_trt_ops
 
-    onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
     m = graph_load(onnx_path)
     m.opset_import[0].version = opset
     import onnx
@@ -474,7 +450,7 @@ def test_calibration_cache_hit_skips_get_batch_and_cache_is_written_from_a_buffe
 
     make_calib("synthetic:4x2", tmp_path / "calib", n=8, progress=False)
     calib = open_calib(tmp_path / "calib", ARCFACE)
-    onnx_path = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
     cache = tmp_path / "c.cache"
     for _ in range(2):
         build_engine(onnx_path, tmp_path / "m.int8.engine", "int8", calib=calib, calib_cache=cache, api="builder-flags")
@@ -566,14 +542,14 @@ def test_half_precision_io_tensors_are_converted(tmp_path, machine):
     from edgekd.export import graph
 
     machine()
-    src = doubles.tiny_face_onnx(tmp_path / "m.onnx")
+    src = tiny_onnx(tmp_path / "m.onnx")
     half = convert_float_to_float16(graph.load(src), keep_io_types=False)
     graph.set_metadata(half, {**graph.read_metadata(graph.load(src)), "precision": "fp16"})
     graph.save(half, tmp_path / "h.fp16.onnx")
     from edgekd.export.tensorrt_build import build_engine
 
     build_engine(tmp_path / "h.fp16.onnx", tmp_path / "h.fp16.engine", "fp16", (1, 8, 16))
-    x = doubles.faces(3)
+    x = faces(3)
     with open_engine(tmp_path / "h.fp16.engine") as rt:
         y = rt(x)
     assert y.dtype == np.float32
