@@ -55,12 +55,3 @@ def subprocess_env(abort_on_leak: bool = True, **machine) -> dict:
     if abort_on_leak:
         env["EDGEKD_DOUBLES_ABORT"] = "1"
     return env
-
-
-def tiny_face_onnx(path, precision="fp32", size=(112, 112), out_rank=2, dim=8):
-    """tiny_models.tiny_onnx(path, kind="gap", ...) under its old name, for tests/test_detect_open.py only; the
-    other tests call tiny_models. Delete once that test does too."""
-    from edgekd.preprocess import ARCFACE
-    from tiny_models import tiny_onnx
-
-    return tiny_onnx(path, kind="gap", precision=precision, size=size, out_rank=out_rank, dim=dim, preprocess=ARCFACE)

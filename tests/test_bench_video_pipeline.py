@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from _eval_tiny import PoolFace, export_onnx
+from tiny_models import export_onnx, tiny_class, tiny_model
 from detector_files import exported_detector
 from edgekd.artifacts import detector_stem, onnx_path
 from edgekd.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 META = {"edgekd.model": "pool", "edgekd.method": "vanilla", "edgekd.precision": "fp32",
-        "edgekd.preprocess": json.dumps(PoolFace.preprocess.to_dict())}
+        "edgekd.preprocess": json.dumps(tiny_class("pool").preprocess.to_dict())}
 STAGES = {"decode", "detect", "align", "embed", "match", "total"}
 
 
@@ -29,7 +29,7 @@ def _edgekd(*args):
 
 @pytest.fixture(scope="module")
 def embedder(tmp_path_factory):
-    return export_onnx(tmp_path_factory.mktemp("emb") / "pool.onnx", model=PoolFace(), size=(112, 112),
+    return export_onnx(tmp_path_factory.mktemp("emb") / "pool.onnx", model=tiny_model("pool"), size=(112, 112),
                        metadata=META)
 
 

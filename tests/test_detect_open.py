@@ -13,14 +13,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-import _trt_doubles as doubles
 from detector_files import exported_detector
+from tiny_models import tiny_onnx
 from edgekd.artifacts import detector_stem, engine_path, onnx_path, sidecar_path
 from edgekd.cli import cli
 from edgekd.errors import EdgekdError
 
 NETWORKS = ("pnet", "rnet", "onet")
-GENERATIONS = ("8.6.1", "10.3.0", "11.4.0")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +90,7 @@ def test_open_folder_and_fp16_member_detect_real_faces(det, photos):
 def test_files_that_are_not_this_detector_are_refused(det, tmp_path):
     from edgekd.detect.open import open_detector
 
-    face = doubles.tiny_face_onnx(tmp_path / "face.onnx")
+    face = tiny_onnx(tmp_path / "face.onnx", size=112)
     cases = {
         "face_model": (_copy(det, tmp_path / "a", pnet=face), "not an MTCNN detector network"),
         "wrong_network": (_copy(det, tmp_path / "b", pnet=onnx_path(det / detector_stem("mtcnn", "rnet"))),
@@ -124,12 +123,6 @@ def test_export_command(tmp_path, shared_data):
     (tmp_path / "f").write_text("")
     to_file = CliRunner().invoke(cli, ["export", "--detector", "mtcnn", "--out", str(tmp_path / "f")])
     assert to_file.exit_code == 1 and to_file.output.strip().splitlines()[-1].startswith(f"Error: {tmp_path / 'f'}")
-
-
-@pytest.fixture(params=GENERATIONS)
-def machine(monkeypatch, request):
-    yield lambda **kw: doubles.install(monkeypatch, **{"trt_version": request.param, **kw})
-    doubles.uninstall()
 
 
 def test_engines_build_open_and_match_onnxruntime(det, photos, tmp_path, machine):
