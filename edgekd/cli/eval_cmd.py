@@ -7,7 +7,10 @@ import click
 from edgekd.artifacts import ENGINE_SUFFIXES
 from edgekd.cli import params
 from edgekd.cli.app import cli
+from edgekd.detect.faces import RULES
 from edgekd.runtime.base import TORCH_PRECISIONS
+
+EVAL_RULES = tuple(r for r in RULES if r != "all")  # one face per photo (edgekd.detect.photoset.EVAL_RULES)
 
 
 @cli.command("eval")
@@ -18,7 +21,8 @@ from edgekd.runtime.base import TORCH_PRECISIONS
                                "--onnx file without edgekd metadata.")
 @click.option("--data", required=True, type=params.Path(), help="Verification set: insightface .bin or LFW pairs.txt "
               "(--protocol all-pairs: also an identity folder, label.txt or RecordIO).")
-@click.option("--images-root", type=params.Path(file_okay=False), help="Images of pairs.txt (default aligned_112x112/ beside it).")
+@click.option("--images-root", type=params.Path(file_okay=False),
+              help="Images of pairs.txt (default aligned_112x112/ beside it; with --detector: the raw photos, required).")
 @click.option("--json", "out_json", type=params.Path(dir_okay=False), help="Write the results here (atomically).")
 @click.option("--plot", type=params.Path(dir_okay=False), help="Write a ROC curve PNG here.")
 @click.option("--reference", type=params.Path(dir_okay=False),
@@ -44,9 +48,16 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 @click.option("--identities-from", type=params.Path(exists=True, dir_okay=False),
               help="all-pairs: keep only the identities of --folds of this LFW pairs.txt.")
 @click.option("--folds", type=params.Folds(), help="LFW folds (1..10), e.g. 6-10: pairs of these folds only; all-pairs: their identities.")
+@params.detector_option("Evaluate from raw photos: each is detected and aligned (--images-root: the raw photos of a "
+                        "pairs.txt; all-pairs: an identity folder of raw photos). A photo with no face is never "
+                        "dropped: pairs protocol, each pair using it is an error at every threshold; all-pairs, it "
+                        "matches nothing (its genuine pairs are rejected). The JSON's detection block lists them.")
+@click.option("--face", "face_rule", type=click.Choice(EVAL_RULES), default=EVAL_RULES[0], show_default=True,
+              help="With --detector: which face of a photo is embedded (largest-central: insightface's align_lfw "
+                   "choice, area - 2 x squared offset from the centre).")
 def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plot, reference, flip, no_flip,
              batch_size, resize, device, precision, channels_last, use_compile, cuda_graph, providers, threads, quiet,
-             protocol, identities_from, folds):
+             protocol, identities_from, folds, detector, face_rule):
     """Verification accuracy (10-fold, insightface protocol), TAR@FAR, EER, AUC and speed of a model or artifact."""
     import contextlib
     import warnings
@@ -63,7 +74,14 @@ def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plo
     for p in given + ([reference] if reference else []):
         if not Path(p).is_file():
             raise EdgekdError(f"{p}: no such file")
-    vset = load_eval_data(data, protocol, images_root, resize, identities_from, parse_folds(folds))
+    if detector is None and face_rule != EVAL_RULES[0]:
+        raise click.UsageError("--face applies to --detector only")
+    if detector is not None:
+        from edgekd.detect.photoset import load_raw_data
+
+        raw, files, root = load_raw_data(data, protocol, images_root, identities_from, parse_folds(folds))
+    else:
+        vset = load_eval_data(data, protocol, images_root, resize, identities_from, parse_folds(folds))
     common = dict(device=device, threads=threads, providers=providers.split(",") if providers else None)
 
     def open_(path, kind, precision_="fp32", **torch_options):
@@ -77,6 +95,14 @@ def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plo
 
     kind = "checkpoint" if weights else "onnx" if onnx_path else "engine"
     with contextlib.ExitStack() as stack:
+        if detector is not None:
+            from edgekd.detect.open import open_detector
+            from edgekd.detect.photoset import DetectedSet
+            from edgekd.devices import resolve_device
+
+            det = stack.enter_context(open_detector(detector, device=resolve_device(device, "onnxruntime"),
+                                                    threads=threads))
+            vset = DetectedSet(raw, files, det, face_rule, root=root)
         rt = stack.enter_context(open_(given[0], kind, precision, channels_last=channels_last,
                                        compile=use_compile, cuda_graph=cuda_graph))
         ref = None

@@ -10,6 +10,10 @@ needs, with room for bootstrap reweighting) are kept, so memory stays small howe
   sample of that identity's pairs when it has more), so a few identities with hundreds of images cannot dominate.
 - A pair is accepted when its cosine is strictly above the threshold; the threshold at FAR f is the
   (floor(f*K)+1)-th highest impostor score of K (the same rule as `metrics.tar_at_far`).
+- A photo in which the detector found no face (`no_face`) has cosine -inf to every image: never accepted, so its
+  genuine pairs count as false rejections and its impostor pairs as correct rejections, as a deployed system that
+  finds no face says "no match". (Counting its impostor pairs as false accepts instead would let one missed photo of
+  ~3,900 take 5e-4 of the impostor pairs: no TAR at FAR 1e-4 could be measured at all.)
 - 95 % intervals: percentile bootstrap over identities (identities drawn with replacement; an identity drawn w
   times weighs w on its genuine pairs and w_a*w_b on its impostor pairs with identity b; copies of one identity are
   not paired with each other).
@@ -29,6 +33,8 @@ GENUINE_CAP = 200
 BOOTSTRAP = 1000
 BLOCK = 1024
 TAIL_FACTOR = 8  # keep 8x the impostors FAR=max(fars) needs: bootstrap resamples rarely move the rank by 2x
+NO_FACE_RULE = ("a photo with no face has cosine -inf to every image: its genuine pairs are rejected (false "
+                "rejections), its impostor pairs rejected (correct), as a deployed system answers 'no match'")
 
 
 @dataclass
@@ -74,9 +80,10 @@ def genuine_pairs(labels: np.ndarray, cap: int = GENUINE_CAP, seed: int = 0) -> 
 
 
 def score_all_pairs(emb: np.ndarray, labels: np.ndarray, max_far: float = max(FARS), thresholds=(),
-                    genuine_cap: int = GENUINE_CAP, seed: int = 0, block: int = BLOCK) -> PairScores:
+                    genuine_cap: int = GENUINE_CAP, seed: int = 0, block: int = BLOCK,
+                    no_face: np.ndarray | None = None) -> PairScores:
     """Score every impostor pair block by block (upper triangle of E E^T), keeping the tail and exact counts above
-    `thresholds`; genuine pairs per `genuine_pairs`."""
+    `thresholds`; genuine pairs per `genuine_pairs`. Images `no_face` score -inf against everything."""
     labels = np.asarray(labels)
     if emb.shape[0] != labels.size:
         raise EdgekdError(f"{emb.shape[0]} embeddings but {labels.size} identity labels")
@@ -85,6 +92,9 @@ def score_all_pairs(emb: np.ndarray, labels: np.ndarray, max_far: float = max(FA
         raise EdgekdError(f"all-pairs protocol needs at least 2 identities, got {counts.size}")
     e = l2_normalize(emb).astype(np.float32)
     n = e.shape[0]
+    face = np.ones(n, bool)
+    if no_face is not None:
+        face[np.asarray(no_face, np.int64)] = False
     num_imp = int((n * n - (counts.astype(np.int64) ** 2).sum()) // 2)
     keep = int(min(num_imp, max(TAIL_FACTOR * np.ceil(max_far * num_imp), 1000)))
     thresholds = [float(t) for t in thresholds]
@@ -94,6 +104,9 @@ def score_all_pairs(emb: np.ndarray, labels: np.ndarray, max_far: float = max(FA
     for r0 in range(0, n, block):
         r1 = min(r0 + block, n)
         s = e[r0:r1] @ e[r0:].T  # rows r0..r1 against columns r0..n
+        if not face.all():
+            s[~face[r0:r1]] = -np.inf
+            s[:, ~face[r0:]] = -np.inf
         rows = np.arange(r0, r1)[:, None]
         cols = np.arange(r0, n)[None, :]
         mask = (cols > rows) & (ids[r0:r1, None] != ids[None, r0:])
@@ -113,6 +126,8 @@ def score_all_pairs(emb: np.ndarray, labels: np.ndarray, max_far: float = max(FA
     order = np.argsort(-tail, kind="stable")
     g = genuine_pairs(ids, genuine_cap, seed)
     gs = np.sum(e[g[:, 0]] * e[g[:, 1]], axis=1) if g.size else np.zeros(0, np.float32)
+    if g.size and not face.all():
+        gs = np.where(face[g[:, 0]] & face[g[:, 1]], gs, -np.inf)
     return PairScores(counts=counts, num_impostor=num_imp, tail=tail[order].astype(np.float64),
                       tail_ids=ids[tail_pairs[order]], genuine=gs.astype(np.float64), genuine_ids=ids[g[:, 0]],
                       above=above)
@@ -168,11 +183,13 @@ def interval(values) -> list[float] | None:
 
 
 def allpairs_metrics(emb: np.ndarray, labels: np.ndarray, fars=FARS, stored_thresholds: dict | None = None,
-                     genuine_cap: int = GENUINE_CAP, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
+                     genuine_cap: int = GENUINE_CAP, bootstrap: int = BOOTSTRAP, seed: int = 0,
+                     no_face: np.ndarray | None = None) -> dict:
     """The all-pairs JSON: TAR at each FAR with 95 % identity-bootstrap intervals, the thresholds, and (given
-    `stored_thresholds` {far key: cosine}) the FAR and TAR measured at thresholds shipped with an artifact."""
+    `stored_thresholds` {far key: cosine}) the FAR and TAR measured at thresholds shipped with an artifact.
+    `no_face`: image indices without a face (NO_FACE_RULE)."""
     stored = {k: float(v) for k, v in (stored_thresholds or {}).items() if v is not None}  # None: unmeasurable there
-    ps = score_all_pairs(emb, labels, max(fars), stored.values(), genuine_cap, seed)
+    ps = score_all_pairs(emb, labels, max(fars), stored.values(), genuine_cap, seed, no_face=no_face)
     thr = {far_key(f): threshold_at_far(ps, f) for f in fars}
     tar = {k: (tar_at_threshold(ps, t) if t is not None else None) for k, t in thr.items()}
     samples = {k: [] for k in thr}
@@ -199,6 +216,10 @@ def allpairs_metrics(emb: np.ndarray, labels: np.ndarray, fars=FARS, stored_thre
                               f"of that identity's pairs when it has more; seed {seed})",
         "ci95_rule": f"percentile bootstrap over identities, {bootstrap} resamples, seed {seed}",
     }
+    if no_face is not None:
+        out["no_face"] = {"genuine_pairs_rejected": int(np.count_nonzero(ps.genuine == -np.inf)),
+                          "impostor_pairs_rejected": no_face_impostor_pairs(labels, no_face),
+                          "no_face_rule": NO_FACE_RULE}
     unmeasurable = [k for k, v in tar.items() if v is None]
     if unmeasurable:
         out["tar_at_far_note"] = (f"{', '.join(unmeasurable)}: not measurable with {ps.num_impostor} impostor pairs "
@@ -210,6 +231,19 @@ def allpairs_metrics(emb: np.ndarray, labels: np.ndarray, fars=FARS, stored_thre
         out["tar_at_stored_threshold"] = {k: tar_at_threshold(ps, t) for k, t in stored.items()}
         out["tar_at_stored_threshold_ci95"] = {k: interval(v) for k, v in s_tar.items()}
     return out
+
+
+def no_face_impostor_pairs(labels: np.ndarray, no_face) -> int:
+    """Impostor pairs with at least one image of `no_face`: each such image's pairs with other identities, less the
+    pairs of two such images counted twice."""
+    labels = np.asarray(labels)
+    miss = np.asarray(no_face, np.int64)
+    if not miss.size:
+        return 0
+    _, ids, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    mid = ids[miss]
+    both = (miss.size ** 2 - (np.bincount(mid, minlength=counts.size) ** 2).sum()) // 2
+    return int((labels.size - counts[mid]).sum() - both)
 
 
 def paired_tar_drop(ref: PairScores, other: PairScores, far: float, bootstrap: int = BOOTSTRAP,
@@ -329,8 +363,11 @@ def evaluate_allpairs(embed_fn, iset: IdentitySet, preprocess, batch_size: int =
         embeddings, ref_emb, seconds = e.emb, e.ref, e.seconds
     start = time.perf_counter()
     use = thresholds if thresholds is not None and thresholds.get("flip", mode) == mode else None
+    no_face = getattr(iset, "no_face", None)  # a detector's set: known once every image was loaded
+    if no_face is not None and len(no_face) == len(iset):
+        raise EdgekdError(f"{iset.description}: no face found in any of the {len(iset)} photos; nothing to verify")
     out = allpairs_metrics(embeddings, iset.labels, fars, use["cosine_at_far"] if use else None, genuine_cap,
-                           bootstrap, seed)
+                           bootstrap, seed, no_face=no_face)
     out.update(data=iset.description, flip=mode, embedding_size=int(embeddings.shape[1]),
                scoring_seconds=round(time.perf_counter() - start, 3))
     if seconds:
@@ -340,6 +377,8 @@ def evaluate_allpairs(embed_fn, iset: IdentitySet, preprocess, batch_size: int =
                                          f"this run uses flip {mode}: not compared")
     if ref_emb is not None:
         cos = np.sum(embeddings.astype(np.float64) * ref_emb, axis=1)
+        if no_face is not None and len(no_face):  # the black stand-ins of photos without a face say nothing
+            cos = np.delete(cos, no_face)
         out["reference"] = {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
                             "num_images": int(cos.size)}
     return out

@@ -5,6 +5,8 @@ L2-normalised, the score is the squared euclidean distance (= 2 - 2 cos), thresh
 and each fold's accuracy uses the threshold that maximises accuracy on the nine other folds; the std is
 numpy's population std over the folds, as insightface reports it.
 TAR@FAR, EER and AUC are computed once over all pairs (not per fold) from the ROC of cosine similarity.
+Pairs marked `wrong` (one of their photos held no face for the detector) are given the score that makes them an
+error at every threshold: a same-identity pair the largest distance, a different-identity pair the smallest.
 """
 
 from __future__ import annotations
@@ -15,6 +17,19 @@ from edgekd.errors import EdgekdError
 
 THRESHOLDS = np.arange(0, 4, 0.01)
 FARS = (1e-1, 1e-2, 1e-3)
+# Squared distances of pairs scored wrong whatever the threshold: beyond every threshold ("different") for a
+# same-identity pair, below every one ("same") for a different-identity pair; as cosines -1.5 and +1.5.
+WRONG_SAME_DIST, WRONG_DIFFERENT_DIST = 5.0, -1.0
+WRONG_RULE = ("a pair using a photo with no face is a wrong decision at every threshold: a same-identity pair is "
+              "scored as different, a different-identity pair as same (distance 5.0 / -1.0, cosine -1.5 / +1.5)")
+
+
+def force_wrong(dist: np.ndarray, issame: np.ndarray, wrong: np.ndarray | None) -> np.ndarray:
+    """Squared distances with the `wrong` pairs moved where every threshold misjudges them."""
+    if wrong is None:
+        return dist
+    wrong = np.asarray(wrong, bool)
+    return np.where(wrong, np.where(issame, WRONG_SAME_DIST, WRONG_DIFFERENT_DIST), dist)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -73,18 +88,22 @@ def _accuracies(dist: np.ndarray, issame: np.ndarray) -> np.ndarray:
     return (pred == issame[None, :]).mean(axis=1)
 
 
-def sphereface_accuracy(feat1: np.ndarray, feat2: np.ndarray, issame: np.ndarray, folds: np.ndarray) -> dict:
+def sphereface_accuracy(feat1: np.ndarray, feat2: np.ndarray, issame: np.ndarray, folds: np.ndarray,
+                        wrong: np.ndarray | None = None) -> dict:
     """The SphereFace-style LFW protocol some repositories report (e.g. Xiaoccer/MobileFaceNet_Pytorch's 99.30%):
     subtract the mean raw feature of the nine training folds, L2-normalise, cosine score, threshold = mean of all
-    best thresholds on a 1e-4 grid over [-1, 1] ("same" when above). Given only to compare with such figures."""
+    best thresholds on a 1e-4 grid over [-1, 1] ("same" when above). Given only to compare with such figures.
+    `wrong` pairs are errors at every threshold (and stay out of the mean feature)."""
     grid = np.arange(-10000, 10001) / 10000.0
     issame = np.asarray(issame, dtype=bool)
     folds = np.asarray(folds)
+    wrong = np.zeros(issame.size, bool) if wrong is None else np.asarray(wrong, bool)
     accs = []
     for k in np.unique(folds):
         train, test = folds != k, folds == k
-        mu = np.concatenate([feat1[train], feat2[train]]).mean(axis=0)
+        mu = np.concatenate([feat1[train & ~wrong], feat2[train & ~wrong]]).mean(axis=0)
         s = np.sum(l2_normalize(feat1 - mu) * l2_normalize(feat2 - mu), axis=1)
+        s = np.where(wrong, np.where(issame, -1.5, 1.5), s)
         pos, neg = np.sort(s[train & issame]), np.sort(s[train & ~issame])
         correct = pos.size - np.searchsorted(pos, grid, "right") + np.searchsorted(neg, grid, "left")
         t = grid[correct == correct.max()].mean()
@@ -92,8 +111,10 @@ def sphereface_accuracy(feat1: np.ndarray, feat2: np.ndarray, issame: np.ndarray
     return {"accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)), "fold_accuracies": accs}
 
 
-def verification_metrics(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, folds: np.ndarray) -> dict:
-    """All verification figures for pairs (emb1[i], emb2[i]); embeddings are L2-normalised here."""
+def verification_metrics(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, folds: np.ndarray,
+                         wrong: np.ndarray | None = None) -> dict:
+    """All verification figures for pairs (emb1[i], emb2[i]); embeddings are L2-normalised here. `wrong`: pairs
+    scored as errors at every threshold (force_wrong), for accuracy and the ROC figures alike."""
     e1, e2 = l2_normalize(emb1), l2_normalize(emb2)
     issame = np.asarray(issame, dtype=bool)
     folds = np.asarray(folds)
@@ -101,7 +122,7 @@ def verification_metrics(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray,
         raise EdgekdError(f"pair arrays disagree: {e1.shape}, {e2.shape}, {issame.shape}, {folds.shape}")
     if issame.all() or not issame.any():
         raise EdgekdError("verification data needs both same-identity and different-identity pairs")
-    dist = np.sum((e1 - e2) ** 2, axis=1)
+    dist = force_wrong(np.sum((e1 - e2) ** 2, axis=1), issame, wrong)
     fold_ids = np.unique(folds)
     fold_acc, fold_thr = [], []
     for k in fold_ids:

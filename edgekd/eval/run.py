@@ -46,7 +46,9 @@ def run_eval(runtime, vset, *, reference=None, out_json: str | Path | None = Non
     images. label: the {model, method, precision, artifact} the report groups by (default: the artifact's metadata).
     extra: more fields for the JSON (the pipeline's dataset name, complexity of a checkpoint).
     protocol "all-pairs": every impostor pair of a set of identities (edgekd.eval.allpairs), TAR at FAR down to 1e-5
-    and the FAR/TAR at the thresholds the artifact ships."""
+    and the FAR/TAR at the thresholds the artifact ships. A set of raw photos seen through a detector adds the JSON's
+    "detection" block: photos, those with no face (scored as edgekd.eval.verification / allpairs say), those with
+    several, the face rule and the detector."""
     from edgekd.eval.verification import evaluate, flip_mode
 
     flip = flip_mode(flip)
@@ -80,6 +82,9 @@ def run_eval(runtime, vset, *, reference=None, out_json: str | Path | None = Non
     }
     if "weights_sha256" in meta:
         out.update(weights=str(path), weights_sha256=artifact_sha)
+    report = getattr(vset, "detection_report", None)  # raw photos through a detector (edgekd.detect.photoset)
+    if report is not None:
+        out["detection"] = {**report(), **out.pop("no_face", {})}
     if reference is not None:
         out["reference"] = {**result["reference"], "artifact": str(reference.artifact), "runtime": reference.name,
                             "precision": reference.precision, "model": reference.meta.get("model")}
@@ -94,22 +99,39 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def detection_line(d: dict, protocol: str) -> str:
+    """How many photos the detector saw, found no face in (and what that cost) and found several faces in."""
+    miss = d["num_misses"]
+    cost = ""
+    if miss and protocol == "all-pairs":
+        cost = f", matching nothing ({d['genuine_pairs_rejected']} genuine pairs rejected)"
+    elif miss:
+        cost = f", {d['pairs_scored_wrong']} pairs using them scored as errors"
+    det = d.get("detector") or {}
+    return (f"{d['images']} photos through {det.get('detector', 'a detector')} ({det.get('runtime', '?')}, face "
+            f"{d['face_rule']}); no face in {miss}" + (f" (first: {d['misses'][0]})" if miss else "") + cost
+            + f"; more than one face in {d['multi_face']['count']}")
+
+
 def summary_table(r: dict) -> str:
     """The few lines `edgekd eval` prints."""
+    detection = [("detection", detection_line(r["detection"], r.get("protocol")))] if "detection" in r else []
     if r.get("protocol") == "all-pairs":
         from edgekd.eval.allpairs import summary_lines
 
         model = f"{r['label']['model']} ({r['runtime']} {r['precision']} {r['device']}, {r['label']['artifact']})"
-        return "\n".join(f"{k:<15} {v}" for k, v in [("model", model), *summary_lines(r)])
+        return "\n".join(f"{k:<15} {v}" for k, v in [("model", model), *detection, *summary_lines(r)])
+    what = "decode + detect + align + preprocess + embed" if detection else "decode + preprocess + embed"
     rows = [
         ("model", f"{r['label']['model']} ({r['runtime']} {r['precision']} {r['device']}, {r['label']['artifact']})"),
         ("data", f"{r['data']}: {r['num_pairs']} pairs, {r['num_images']} images, {r['num_folds']} folds, "
                  f"flip {r['flip']}"),
+        *detection,
         ("accuracy", f"{_pct(r['accuracy_mean'])} ± {100 * r['accuracy_std']:.2f}"),
         ("threshold", f"{r['best_threshold']:.2f} squared L2 (cosine {r['best_threshold_cosine']:.3f})"),
         *((f"TAR@FAR={k}", _pct(v)) for k, v in r["tar_at_far"].items()),
         ("EER / AUC", f"{_pct(r['eer'])} / {r['auc']:.5f}"),
-        ("speed", f"{r['images_per_s']:.1f} images/s (decode + preprocess + embed, flip {r['flip']})"),
+        ("speed", f"{r['images_per_s']:.1f} images/s ({what}, flip {r['flip']})"),
     ]
     if "reference" in r:
         ref = r["reference"]

@@ -1,6 +1,8 @@
 """Embed a verification set with any embedding function and score it (numpy only; knows no runtime).
 
 `embed_fn(float32 NCHW) -> (n, D)` is all it needs, so PyTorch, ONNX Runtime and TensorRT share this code.
+A set whose images come from a face detector (edgekd.detect.photoset.DetectedSet) says after loading which images
+held no face (`no_face`, image indices): every pair using one is scored as a wrong decision, never dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from edgekd.errors import EdgekdError
-from edgekd.eval.metrics import l2_normalize, sphereface_accuracy, verification_metrics
+from edgekd.eval.metrics import WRONG_RULE, force_wrong, l2_normalize, sphereface_accuracy, verification_metrics
 from edgekd.preprocess import Preprocess
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]
@@ -138,7 +140,11 @@ def evaluate(
     e = embed_images(embed_fn, vset, preprocess, batch_size=batch_size, flip=mode, progress=progress,
                      reference=reference)
     r1, r2 = e.rows(vset.pairs[:, 0]), e.rows(vset.pairs[:, 1])
-    result = verification_metrics(e.emb[r1], e.emb[r2], vset.issame, vset.folds)
+    no_face = getattr(vset, "no_face", None)  # known once every image was loaded
+    if no_face is not None and len(no_face) == e.index.size:
+        raise EdgekdError(f"{vset.source}: no face found in any of the {e.index.size} photos; nothing to verify")
+    wrong = np.isin(vset.pairs, no_face).any(axis=1) if no_face is not None else None
+    result = verification_metrics(e.emb[r1], e.emb[r2], vset.issame, vset.folds, wrong)
     result.update(
         num_images=int(e.index.size),
         embedding_size=int(e.emb.shape[1]),
@@ -150,16 +156,21 @@ def evaluate(
     )
     if result["num_folds"] > 1:  # for comparison with figures published under that protocol
         raw = combine(e.raw, e.raw_flip, mode, normalize=False)
-        result["sphereface_protocol"] = sphereface_accuracy(raw[r1], raw[r2], vset.issame, vset.folds)
+        result["sphereface_protocol"] = sphereface_accuracy(raw[r1], raw[r2], vset.issame, vset.folds, wrong)
     if e.raw_flip is not None:  # free from the same pass: how much flip test-time augmentation matters
         result["accuracy_by_flip"] = {
             m: verification_metrics(*(combine(e.raw, e.raw_flip, m)[r] for r in (r1, r2)), vset.issame,
-                                    vset.folds)["accuracy_mean"] for m in FLIP_MODES}
+                                    vset.folds, wrong)["accuracy_mean"] for m in FLIP_MODES}
+    if no_face is not None:
+        result["no_face"] = {"pairs_scored_wrong": int(wrong.sum()),
+                             "same_pairs_scored_wrong": int((wrong & vset.issame).sum()), "no_face_rule": WRONG_RULE}
     if e.ref is not None:
         if e.ref.shape != e.emb.shape:
             raise EdgekdError(f"reference embeddings have shape {e.ref.shape}, the model's {e.emb.shape}")
         cos = np.sum(e.emb.astype(np.float64) * e.ref, axis=1)
-        ref_metrics = verification_metrics(e.ref[r1], e.ref[r2], vset.issame, vset.folds)
+        if no_face is not None and len(no_face):  # the black stand-ins of photos without a face say nothing
+            cos = cos[~np.isin(e.index, no_face)]
+        ref_metrics = verification_metrics(e.ref[r1], e.ref[r2], vset.issame, vset.folds, wrong)
         result["reference"] = {
             "cosine_min": float(cos.min()),
             "cosine_mean": float(cos.mean()),
@@ -171,7 +182,8 @@ def evaluate(
     if plot is not None:
         from edgekd.eval.roc import plot_roc
 
-        cos_pairs = np.sum(e.emb[r1].astype(np.float64) * e.emb[r2], axis=1)
+        cos_pairs = 1.0 - force_wrong(2.0 - 2.0 * np.sum(e.emb[r1].astype(np.float64) * e.emb[r2], axis=1),
+                                      vset.issame, wrong) / 2.0
         plot_roc(plot, cos_pairs, vset.issame, title=f"{getattr(vset, 'name', 'verification')}: "
                  f"acc {100 * result['accuracy_mean']:.2f}% ± {100 * result['accuracy_std']:.2f}, "
                  f"AUC {result['auc']:.4f}")
