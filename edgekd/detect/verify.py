@@ -66,20 +66,6 @@ def choose_threshold(meta: dict, artifact, far: float | None = None, threshold: 
             "flip": flip_mode(stored.get("flip", "none"))}
 
 
-def threshold_metadata(embedder) -> dict:
-    """The metadata holding an opened artifact's thresholds: its runtime's (an ONNX file's `edgekd.*` fields), or
-    for an engine its sidecar's `thresholds` (the TensorRT runtime's metadata does not copy them)."""
-    from edgekd.artifacts import artifact_kind
-
-    meta = dict(embedder.meta or {})
-    path = embedder.artifact
-    if meta.get("thresholds") is None and path is not None and artifact_kind(path) == "engine":
-        from edgekd.runtime.tensorrt.sidecar import read_sidecar
-
-        meta["thresholds"] = read_sidecar(path).get("thresholds")
-    return meta
-
-
 def load_photo(path, size: tuple[int, int]) -> tuple[np.ndarray, str]:
     """(RGB uint8 image, "aligned" | "raw"): aligned when it is exactly `size` (H, W)."""
     from edgekd.data.image import decode_image
@@ -159,7 +145,7 @@ def verify_pair(a, b, embedder, detector=None, *, far: float | None = None, thre
     """Same or different person in photos `a` and `b` (paths), with an opened embedder (edgekd.runtime.open_artifact)
     and, for raw photos, an opened detector (edgekd.detect.open.open_detector). Returns the verdict record (see
     `edgekd verify --json`). The threshold is chosen and both images decoded before any face is detected."""
-    chosen = choose_threshold(threshold_metadata(embedder), embedder.artifact or getattr(embedder, "name", "embedder"),
+    chosen = choose_threshold(embedder.meta or {}, embedder.artifact or getattr(embedder, "name", "embedder"),
                               far, threshold)
     return verify_photos(read_photos((a, b), aligned_size(embedder.preprocess)), embedder, detector, chosen, rule)
 
@@ -186,7 +172,7 @@ def run_verify(a, b, artifact, detector_path=None, *, far: float | None = None, 
                                                    preprocess=preprocess))
         for w in said:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        chosen = choose_threshold(threshold_metadata(rt), artifact, far, threshold)
+        chosen = choose_threshold(rt.meta or {}, artifact, far, threshold)
         photos = read_photos((a, b), aligned_size(rt.preprocess))
         det = None
         if detector_path is not None and needs_detector(photos):

@@ -79,7 +79,8 @@ class TensorRTRuntime(Runtime):
         self._bindings = Bindings(self.context, self.api, tensors, {inp["name"]: self._d_in, out["name"]: self._d_out},
                                   path)
         meta = {k: side.get(k) for k in ("model", "method", "precision", "tensorrt_version", "gpu_name",
-                                         "compute_capability", "profile", "api_path", "onnx_sha256", "dla_core")}
+                                         "compute_capability", "profile", "api_path", "onnx_sha256", "dla_core",
+                                         "thresholds")}  # thresholds: what eval, verify and the video bench match at
         meta.update(binding_api=self.api, cuda_binding=self._cuda.binding)
         super().__init__(preprocess, dim, side.get("precision") or "fp32", "cuda" if not self._cuda.index else f"cuda:{self._cuda.index}", meta, path)
 
