@@ -1,6 +1,7 @@
 """Test "video" for `edgekd bench --video --detector`: no public video is reachable here, so frames are composited
 from LFW photos (raw_150, unaligned 150x150): each frame pastes 3 photos of 3 known identities, upscaled 1.2x,
-on a flat grey 640x480 or 1280x720 background, the three slots shifting a few pixels per frame. Identities with
+on a flat grey 640x480 or 1280x720 background, the three slots shifting a few pixels per frame
+(edgekd.bench.video.composite_frame, which `edgekd device-check --detector` uses too). Identities with
 at least 4 photos: the first photo goes into the frames, the next 3 into a gallery folder (different photos of
 the same people). Writes DIR/frames_640x480/, DIR/frames_1280x720/, DIR/gallery/<identity>/ and
 DIR/ground_truth.json (per frame: the identity of each slot and its box).
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from edgekd.bench.video import composite_frame
 
 LFW = Path("/work/shared/data/lfw/raw_150")
 SIZES = ((640, 480), (1280, 720))
@@ -44,7 +47,7 @@ def make(out: Path, frames: int, n_ids: int = 9, root: Path = LFW) -> dict:
         (gallery / name).mkdir(parents=True, exist_ok=True)
         for p in photos[1:4]:
             Image.open(p).convert("RGB").save(gallery / name / p.name)
-    faces = {name: Image.open(photos[0]).convert("RGB") for name, photos in ids}
+    faces = [np.asarray(Image.open(photos[0]).convert("RGB")) for _, photos in ids]
     side = round(150 * SCALE)
     truth = {"identities": [n for n, _ in ids], "gallery": "gallery", "sequences": {}}
     for w, h in SIZES:
@@ -52,17 +55,10 @@ def make(out: Path, frames: int, n_ids: int = 9, root: Path = LFW) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         seq = []
         for k in range(frames):
-            canvas = Image.new("RGB", (w, h), (128, 128, 128))
-            chosen = [ids[(k + j * 3) % len(ids)][0] for j in range(PER_FRAME)]
-            slots = []
-            for j, name in enumerate(chosen):
-                x = int((j + 0.5) * w / PER_FRAME - side / 2 + 8 * np.sin(k / 3 + j))
-                y = int(h / 2 - side / 2 + 8 * np.cos(k / 4 + j))
-                canvas.paste(faces[name].resize((side, side), Image.BILINEAR), (x, y))
-                slots.append({"identity": name, "box": [x, y, x + side, y + side]})
+            frame, slots = composite_frame(faces, k, (w, h), PER_FRAME, side)
             path = folder / f"{k:05d}.png"
-            canvas.save(path)
-            seq.append({"frame": path.name, "faces": slots})
+            Image.fromarray(frame).save(path)
+            seq.append({"frame": path.name, "faces": [{"identity": ids[i][0], "box": box} for i, box in slots]})
         truth["sequences"][folder.name] = seq
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=1))
     return truth
