@@ -161,3 +161,22 @@ def test_engines_build_open_and_match_onnxruntime(det, photos, tmp_path, machine
         assert len(a) == len(b)
         np.testing.assert_allclose([f.box for f in a], [f.box for f in b], atol=1e-3)
     assert not state.memory
+
+
+def test_detector_settings_from_the_command_line(det, shared_data, tmp_path):
+    """--detector-set overrides one MTCNN setting at a time (the JSON names what ran); bad keys or values are a
+    malformed command line."""
+    raw = shared_data / "lfw" / "raw_150"
+    if not raw.is_dir():
+        pytest.skip("shared LFW raw photos absent")
+    a, b = raw / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg", raw / "George_W_Bush" / "George_W_Bush_0001.jpg"
+    emb = tiny_onnx(tmp_path / "face.onnx", size=112)
+    run = ["verify", str(a), str(b), "--onnx", str(emb), "--detector", str(det), "--threshold", "0.3", "--json"]
+    r = CliRunner().invoke(cli, run + ["--detector-set", "min_face=40", "--detector-set", "thresholds=0.6,0.7,0.9"])
+    assert r.exit_code == 0, r.output
+    settings = json.loads(r.output)["detector"]["settings"]
+    assert settings["min_face"] == 40 and settings["thresholds"] == [0.6, 0.7, 0.9] and settings["factor"] == 0.709
+    for bad, message in (("min_face=5", "at least 12 px"), ("bogus=1", "unknown MTCNN setting 'bogus'"),
+                         ("min_face", "expected KEY=NUMBER")):
+        r = CliRunner().invoke(cli, run + ["--detector-set", bad])
+        assert r.exit_code == 2 and message in r.output, r.output

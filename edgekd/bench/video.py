@@ -235,7 +235,7 @@ def format_pipeline(r: dict) -> str:
 
 def run_video_pipeline(video: str | Path, detector: str | Path, artifact: str | Path, gallery: str | Path | None = None,
                        far: float = 1e-4, device: str = "cpu", threads: int | None = None,
-                       max_frames: int | None = 200, warmup: int = 1) -> dict:
+                       max_frames: int | None = 200, warmup: int = 1, detector_settings: dict | None = None) -> dict:
     """`edgekd bench --video V --detector D`: open the detector (edgekd.detect.open) and the embedder artifact, build the
     gallery, time the pipeline; matches use the artifact's stored cosine threshold at `far` (none stored: top-1
     without a threshold, said in the JSON)."""
@@ -249,7 +249,7 @@ def run_video_pipeline(video: str | Path, detector: str | Path, artifact: str | 
         raise EdgekdError(f"{video}: no such video file or frame folder")
     if video.is_dir():
         frame_files(video)  # an empty folder fails here, before the networks load
-    with open_detector(detector, device=device, threads=threads) as det, \
+    with open_detector(detector, device=device, threads=threads, **(detector_settings or {})) as det, \
             open_artifact(artifact, device=device, threads=threads) as rt:
         stored = stored_thresholds(rt.meta or {})
         threshold = (stored or {}).get("cosine_at_far", {}).get(far_key(far))

@@ -26,7 +26,7 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 @click.option("--video", type=params.Path(), help="Video file (needs OpenCV) or folder of frames: per-frame time "
               "with decode + preprocessing vs inference only, at batch 1.")
 @params.detector_option("With --video: each frame is detected, aligned, embedded and matched (without it the whole "
-                        "frame is centre-cropped as a face, no detection).")
+                        "frame is centre-cropped as a face, no detection).", settings=True)
 @click.option("--gallery", type=params.Path(file_okay=False), help="With --detector: folder of identity subfolders "
               "(raw photos, detected and aligned, or aligned crops) to match faces against.")
 @click.option("--far", default=1e-4, show_default=True, type=float,
@@ -37,7 +37,7 @@ from edgekd.runtime.base import TORCH_PRECISIONS
 @click.option("--out", "-o", type=params.Path(dir_okay=False), help="Write the bench JSON here.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def bench(engine, onnx_path, model, weights, device, precision, batch_sizes, warmup, iterations, min_time, video,
-          detector, gallery, far, threads, max_frames, out, quiet):
+          detector, detector_set, gallery, far, threads, max_frames, out, quiet):
     """Latency (mean ± std, p50/p90/p99), throughput and memory of an engine, ONNX file or PyTorch model."""
     import warnings
 
@@ -53,7 +53,7 @@ def bench(engine, onnx_path, model, weights, device, precision, batch_sizes, war
         from edgekd.bench.video import format_pipeline, run_video_pipeline
 
         result = run_video_pipeline(video, detector, onnx_path or engine, gallery=gallery, far=far, device=device,
-                                    threads=threads, max_frames=max_frames)
+                                    threads=threads, max_frames=max_frames, detector_settings=detector_set)
         click.echo(format_pipeline(result))
         if out:
             write_json_atomic(out, result)

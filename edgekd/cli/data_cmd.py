@@ -60,7 +60,7 @@ def pack_pairs(pairs_txt, images_dir, out, resize):
               help="Lines: relative image path + 10 numbers (5 x,y points).")
 @params.detector_option("Find the faces instead of reading a landmark file (give exactly one of --landmarks and "
                         "--detector); OUT_DIR/detections.json lists every photo's faces, the photos with none and "
-                        "those with several.")
+                        "those with several.", settings=True)
 @click.option("--face", "face_rule", type=click.Choice(FACE_RULES), default=FACE_RULES[0], show_default=True,
               help="With --detector: which face of a photo to align (largest-central: insightface's align_lfw "
                    "choice; all: one crop per face, named NAME_face1.jpg, NAME_face2.jpg, ...).")
@@ -74,7 +74,7 @@ def pack_pairs(pairs_txt, images_dir, out, resize):
 @click.option("--device", default="auto", show_default=True, help="With --detector: cpu, cuda[:N], auto (engines run on CUDA).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
-def align(raw_dir, out_dir, landmarks, detector, face_rule, scale, size, identities_from, folds, workers, threads,
+def align(raw_dir, out_dir, landmarks, detector, detector_set, face_rule, scale, size, identities_from, folds, workers, threads,
           device, quiet, overwrite):
     """Align raw face photos onto the ArcFace template, by 5-point landmarks from a file or from a face detector
     (atomic: all or nothing)."""
@@ -101,7 +101,7 @@ def align(raw_dir, out_dir, landmarks, detector, face_rule, scale, size, identit
     from edgekd.detect.open import open_detector
     from edgekd.devices import resolve_device
 
-    with open_detector(detector, device=resolve_device(device, "onnxruntime"), threads=threads) as det:
+    with open_detector(detector, device=resolve_device(device, "onnxruntime"), threads=threads, **detector_set) as det:
         m = align_folder_detected(raw_dir, out_dir, det, face_rule, _size(size), ids, overwrite, workers,
                                   progress=not quiet)
     d = m["detections"]

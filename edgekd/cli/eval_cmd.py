@@ -51,13 +51,14 @@ EVAL_RULES = tuple(r for r in RULES if r != "all")  # one face per photo (edgekd
 @params.detector_option("Evaluate from raw photos: each is detected and aligned (--images-root: the raw photos of a "
                         "pairs.txt; all-pairs: an identity folder of raw photos). A photo with no face is never "
                         "dropped: pairs protocol, each pair using it is an error at every threshold; all-pairs, it "
-                        "matches nothing (its genuine pairs are rejected). The JSON's detection block lists them.")
+                        "matches nothing (its genuine pairs are rejected). The JSON's detection block lists them.",
+                        settings=True)
 @click.option("--face", "face_rule", type=click.Choice(EVAL_RULES), default=EVAL_RULES[0], show_default=True,
               help="With --detector: which face of a photo is embedded (largest-central: insightface's align_lfw "
                    "choice, area - 2 x squared offset from the centre).")
 def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plot, reference, flip, no_flip,
              batch_size, resize, device, precision, channels_last, use_compile, cuda_graph, providers, threads, quiet,
-             protocol, identities_from, folds, detector, face_rule):
+             protocol, identities_from, folds, detector, detector_set, face_rule):
     """Verification accuracy (10-fold, insightface protocol), TAR@FAR, EER, AUC and speed of a model or artifact."""
     import contextlib
     import warnings
@@ -101,7 +102,7 @@ def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plo
             from edgekd.devices import resolve_device
 
             det = stack.enter_context(open_detector(detector, device=resolve_device(device, "onnxruntime"),
-                                                    threads=threads))
+                                                    threads=threads, **detector_set))
             vset = DetectedSet(raw, files, det, face_rule, root=root)
         rt = stack.enter_context(open_(given[0], kind, precision, channels_last=channels_last,
                                        compile=use_compile, cuda_graph=cuda_graph))

@@ -103,9 +103,48 @@ DETECTOR_HELP = ("Deployed MTCNN: the folder `edgekd export --detector mtcnn --o
                  f"{engine_path(_PNET, 'fp16')}).")
 
 
-def detector_option(extra: str = ""):
-    """The --detector option of every command that finds faces (an existing folder or file; edgekd.detect.open)."""
-    return click.option("--detector", type=Path(exists=True), help=DETECTOR_HELP + (" " + extra if extra else ""))
+def detector_option(extra: str = "", settings: bool = False):
+    """--detector (an existing folder or file; edgekd.detect.open) of every command that finds faces; with
+    `settings`, also --detector-set KEY=VALUE (the MTCNN settings it runs with, a dict under `detector_set`)."""
+    def add(f):
+        if settings:
+            f = click.option("--detector-set", "detector_set", multiple=True, type=DetectorSetting(),
+                             callback=_as_dict,
+                             help="With --detector: one MTCNN setting instead of the reference default, e.g. "
+                                  "min_face=40, thresholds=0.6,0.7,0.8, factor=0.8 (edgekd.detect.mtcnn."
+                                  "MtcnnSettings; repeatable).")(f)
+        return click.option("--detector", type=Path(exists=True), help=DETECTOR_HELP + (" " + extra if extra else ""))(f)
+    return add
+
+
+def _as_dict(ctx, param, value):
+    return dict(value or ())
+
+
+class DetectorSetting(click.ParamType):
+    """KEY=VALUE of edgekd.detect.mtcnn.MtcnnSettings -> (key, value): a number, or comma-separated numbers for
+    the three stage thresholds; checked against the settings' own rules."""
+
+    name = "key=value"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        from edgekd.detect.mtcnn import MtcnnSettings
+
+        key, sep, text = str(value).partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            numbers = tuple(float(v) for v in text.split(","))
+            setting = (key.strip(), numbers if len(numbers) > 1 else
+                       int(numbers[0]) if key.strip() == "max_batch" else numbers[0])
+            MtcnnSettings.make(**dict([setting]))
+        except ValueError:
+            self.fail(f"{value!r}: expected KEY=NUMBER or thresholds=P,R,O", param, ctx)
+        except (EdgekdError, TypeError) as e:
+            self.fail(f"{value!r}: {e}", param, ctx)
+        return setting
 
 
 class FrameSize(click.ParamType):

@@ -18,7 +18,7 @@ _IMAGE = params.Path(exists=True, dir_okay=False)
 @click.option("--engine", type=params.Path(dir_okay=False), callback=params.artifact_of("engine"),
               help="Embedder TensorRT engine (" + "/".join(ENGINE_SUFFIXES) + ") with its sidecar.")
 @click.option("--model", help="Registry name giving the preprocessing of an --onnx file without edgekd metadata.")
-@params.detector_option("Needed when A or B is a raw photo (not an aligned crop).")
+@params.detector_option("Needed when A or B is a raw photo (not an aligned crop).", settings=True)
 @click.option("--face", "rule", type=click.Choice([r for r in RULES if r != "all"]), default="largest-central",
               show_default=True, help="Which face of a raw photo with several: largest-central (insightface's "
                                       "align_lfw choice: area - 2 x squared offset from the centre) or largest.")
@@ -29,7 +29,7 @@ _IMAGE = params.Path(exists=True, dir_okay=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text lines.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N (engines: cuda).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (ONNX Runtime intra-op).")
-def verify(a, b, onnx_path, engine, model, detector, rule, far, threshold, as_json, device, threads):
+def verify(a, b, onnx_path, engine, model, detector, detector_set, rule, far, threshold, as_json, device, threads):
     """Same person or not in photos A and B, at the embedder artifact's stored threshold.
 
     A and B are raw photos (the --detector finds the faces, --face picks one, it is aligned on its five landmarks)
@@ -59,5 +59,6 @@ def verify(a, b, onnx_path, engine, model, detector, rule, far, threshold, as_js
 
         pre = model_preprocess(model)
     r = run_verify(a, b, given[0], detector, far=far, threshold=threshold, rule=rule, device=device,
-                   threads=threads, model=model if onnx_path else None, preprocess=pre)
+                   threads=threads, model=model if onnx_path else None, preprocess=pre,
+                   detector_settings=detector_set)
     click.echo(json.dumps(r, indent=2) if as_json else format_verdict(r))

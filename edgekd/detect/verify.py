@@ -152,7 +152,7 @@ def verify_pair(a, b, embedder, detector=None, *, far: float | None = None, thre
 
 def run_verify(a, b, artifact, detector_path=None, *, far: float | None = None, threshold: float | None = None,
                rule: str = "largest-central", device: str = "cpu", threads: int | None = None,
-               model: str | None = None, preprocess=None) -> dict:
+               model: str | None = None, preprocess=None, detector_settings: dict | None = None) -> dict:
     """`edgekd verify`: open the embedder artifact (ONNX file or engine), choose the threshold, read both images,
     then open the detector (only when a photo is raw) and verify. Bad images and missing thresholds fail before the
     detector's networks load. `model` / `preprocess`: the name and preprocessing of an ONNX file without edgekd
@@ -178,7 +178,8 @@ def run_verify(a, b, artifact, detector_path=None, *, far: float | None = None, 
         if detector_path is not None and needs_detector(photos):
             from edgekd.detect.open import open_detector
 
-            det = stack.enter_context(open_detector(detector_path, device=device, threads=threads))
+            det = stack.enter_context(open_detector(detector_path, device=device, threads=threads,
+                                                    **(detector_settings or {})))
         return verify_photos(photos, rt, det, chosen, rule)
 
 
