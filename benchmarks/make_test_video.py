@@ -6,7 +6,7 @@ at least 4 photos: the first photo goes into the frames, the next 3 into a galle
 the same people). Writes DIR/frames_640x480/, DIR/frames_1280x720/, DIR/gallery/<identity>/ and
 DIR/ground_truth.json (per frame: the identity of each slot and its box).
 
-    python benchmarks/make_test_video.py --out runs/video_test --frames 30
+    python benchmarks/make_test_video.py --out runs/video_test --frames 30 [--root /path/to/lfw/raw_150]
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 from edgekd.bench.video import composite_frame
+from edgekd.paths import shared_path
 
-LFW = Path("/work/shared/data/lfw/raw_150")
+LFW = shared_path("lfw", "raw_150") or Path("/work/shared/data/lfw/raw_150")
 SIZES = ((640, 480), (1280, 720))
 SCALE = 1.2
 PER_FRAME = 3
@@ -68,8 +69,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/video_test"))
     ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--root", type=Path, default=LFW, help="LFW raw photos (identity folders; default the shared "
+                                                             "data's lfw/raw_150)")
     a = ap.parse_args(argv)
-    make(a.out, a.frames)
+    if not a.root.is_dir():
+        raise SystemExit(f"Error: {a.root}: no such folder of LFW photos (--root)")
+    make(a.out, a.frames, root=a.root)
     print(f"wrote {a.out}")
     return 0
 
