@@ -59,7 +59,8 @@ def _check_identity(path: Path, meta: dict | None, network: str) -> None:
 def _onnx_network(path: Path, network: str, device: str, threads: int | None):
     from edgekd.runtime.onnx_session import session_from_onnx
 
-    sess = session_from_onnx(path, device=device, threads=threads, inter_op_threads=1 if threads else None)
+    sess = session_from_onnx(path, device=device, threads=threads, inter_op_threads=1 if threads else None,
+                             spin=False)  # many small runs between numpy steps (see session_from_onnx)
     meta = sess.get_modelmeta().custom_metadata_map
     _check_identity(path, {k[len("edgekd."):]: v for k, v in meta.items() if k.startswith("edgekd.")}, network)
     inputs = [i.name for i in sess.get_inputs()]
