@@ -1,4 +1,5 @@
-"""Params / multiply-adds are measured; check them against hand-computed counts and loose published ranges."""
+"""Params / multiply-adds are measured; check them against hand-computed counts and loose published ranges, and the
+figures the cfgs record for each registered model's default build against the count."""
 
 import pytest
 import torch
@@ -6,7 +7,11 @@ from torch import nn
 
 from edgekd.models import complexity, create_model
 from edgekd.models.base import FaceEmbedder
+from edgekd.models.flops import count_complexity, recorded_cfg
+from edgekd.models.registry import entries
 from edgekd.preprocess import Preprocess
+
+BUILT_IN = [e.name for e in entries() if e.builder.__module__.startswith("edgekd.models.")]
 
 
 class _ConvNet(FaceEmbedder):
@@ -54,3 +59,25 @@ def test_plausible_values():
         assert 0.9e6 < c[n]["params"] < 1.1e6
     # 112x96 input: fewer multiply-adds than the 112x112 model with the same body
     assert c["mobilefacenet_casia_xiaoccer"]["macs"] < c["mobilefacenet_ms1m_foamliu"]["macs"]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_recorded_figures_are_the_count(name):
+    """Every built-in model records its default build's figures, and they are exactly what the counter gives: a
+    figure that drifts from the architecture (or a new model without one) fails here."""
+    assert recorded_cfg(name) is not None, f"{name}: edgekd.models.cfgs records no params/macs"
+    with torch.device("meta"):
+        model = create_model(name)
+    counted = count_complexity(model)
+    assert complexity(name) == complexity(model, name) == counted
+    assert complexity(name)["gflops"] == counted["gflops"]  # the same float, not an approximation
+
+
+def test_other_builds_are_counted_not_looked_up():
+    recorded = complexity("mobilefacenet")
+    with torch.device("meta"):
+        narrow, fp16 = create_model("mobilefacenet", embedding_size=128), create_model("mbf", fp16=True)
+    c = complexity(narrow, "mobilefacenet")
+    assert c == count_complexity(narrow) and c["macs"] < recorded["macs"] and c["params"] < recorded["params"]
+    assert complexity(fp16, "mbf") == count_complexity(fp16) == recorded  # fp16 changes neither figure
+    assert complexity(_ConvNet(), "mobilefacenet") == count_complexity(_ConvNet())  # a name that does not fit

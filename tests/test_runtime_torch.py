@@ -1,10 +1,15 @@
 """TorchRuntime on CPU (what runs here); the CUDA paths (graphs, events) are marked gpu."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from edgekd.errors import EdgekdError
+from edgekd.models import complexity
 from edgekd.runtime import open_artifact
 from edgekd.runtime.torch_runtime import TorchRuntime
 from tiny_models import tiny_class
@@ -76,6 +81,26 @@ def test_checkpoint_via_open_artifact(tmp_path, backend):
     assert rt.embedding_size == 32 and len(rt.meta["weights_sha256"]) == 64
     assert rt.name == "torch" and rt.artifact == tmp_path / "m.pt" and rt.meta["gflops"] > 0
     assert ("executed_by" in rt.meta) == (backend == "auto")
+    assert {k: rt.meta[k] for k in ("params", "gflops")} == {k: complexity(m)[k] for k in ("params", "gflops")}
+
+
+def test_opening_a_default_build_counts_nothing(tmp_path):
+    """A registered model's default build takes its cfg's figures: running the flop counter imports torch._dynamo,
+    seconds of fixed cost for every `edgekd eval --weights` (measured in a fresh process, as a user runs it)."""
+    from edgekd.models import create_model, save_checkpoint
+    from edgekd.models.flops import count_complexity
+
+    m = create_model("mobilefacenet").eval()
+    save_checkpoint(tmp_path / "m.pt", m, "mobilefacenet", {})
+    code = ("import json, sys; from edgekd.runtime import open_artifact; rt = open_artifact(sys.argv[1]); "
+            "print(json.dumps({'params': rt.meta['params'], 'gflops': rt.meta['gflops'], "
+            "'dynamo': 'torch._dynamo' in sys.modules, 'executed_by': rt.meta.get('executed_by')}))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.pt")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["dynamo"] is False and got["executed_by"]  # the ONNX Runtime twin, as `edgekd eval` opens it
+    want = count_complexity(m)
+    assert (got["params"], got["gflops"]) == (want["params"], want["gflops"])
 
 
 @pytest.mark.gpu
@@ -100,19 +125,23 @@ def test_compile_on_cpu():
 
 def test_checkpoint_falls_back_to_pytorch_when_the_onnx_twin_fails_parity(tmp_path, monkeypatch):
     from edgekd.errors import EdgekdError
+    from edgekd.export import parity
     from edgekd.models import create_model, save_checkpoint
-    from edgekd.runtime import torch_checkpoint
 
-    save_checkpoint(tmp_path / "m.pt", create_model("mobilefacenet", embedding_size=32).eval(), "mobilefacenet",
-                    {"embedding_size": 32})
+    m = create_model("mobilefacenet", embedding_size=32).eval()
+    save_checkpoint(tmp_path / "m.pt", m, "mobilefacenet", {"embedding_size": 32})
 
     def differs(*a, **k):
         raise EdgekdError("model.onnx: ONNX differs from PyTorch")
 
-    monkeypatch.setattr(torch_checkpoint, "onnx_runtime_from_module", differs)
+    monkeypatch.setattr(parity, "check_parity", differs)  # after the export, which ran on the runtime's own module
     with pytest.warns(UserWarning, match="PyTorch eager"):
         rt = open_artifact(tmp_path / "m.pt", device="cpu")
     assert type(rt).__name__ == "TorchRuntime" and "executed_by" not in rt.meta
+    x = np.random.default_rng(0).normal(size=(2, 3, 112, 112)).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(rt(x), want, rtol=1e-4, atol=1e-5)  # the exported module still computes the same
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -134,3 +163,16 @@ def test_issue19_item_8_reduced_precision_on_a_model_built_with_fp16_true(precis
         raise
     cos = np.sum(y * want, 1) / np.linalg.norm(y, axis=1) / np.linalg.norm(want, axis=1)
     assert y.dtype == np.float32 and cos.min() > 0.98
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_checkpoint_with_a_non_finite_weight_is_refused_whatever_its_dtype(tmp_path, dtype, bad):
+    from edgekd.models import create_model, save_checkpoint
+
+    m = create_model("mobilefacenet", embedding_size=16).eval().to(dtype)
+    with torch.no_grad():
+        m.features.layers[2].weight[3, 5] = bad  # one value of the last linear layer
+    save_checkpoint(tmp_path / "m.pt", m, "mobilefacenet", {"embedding_size": 16})
+    with pytest.raises(EdgekdError, match="NaN or infinite values .*1 tensors, first features.layers.2.weight"):
+        open_artifact(tmp_path / "m.pt", device="cpu")

@@ -1,6 +1,7 @@
 """Opening a PyTorch checkpoint (the PyTorch side of edgekd.runtime.open_artifact): on CUDA a TorchRuntime; on CPU
 the model exported to ONNX (a temporary file, deleted once the session holds it), checked for parity with PyTorch
-on real faces, and run by ONNX Runtime. Parameters and GFLOPs (edgekd.models.complexity) go into the runtime's meta.
+on real faces, and run by ONNX Runtime. Parameters and GFLOPs (edgekd.models.complexity: the figures a registered
+model's cfg records for its default build, else counted) go into the runtime's meta.
 
 Why: PyTorch eager on CPU took 6.4x the wall time of a batched ONNX Runtime loop on the same LFW pairs (oneDNN
 kernels per op, no graph-level fusion); the export costs a few seconds, so checkpoint evaluation and in-training
@@ -17,15 +18,18 @@ from pathlib import Path
 from edgekd.errors import EdgekdError
 from edgekd.runtime.onnx_runtime import OnnxRuntime
 
-PARITY_FACES = 9  # odd, like export's 37; fewer, since this graph is never shipped: it only has to be the same net
+# odd and not the traced batch of 2, like export's 37; few, since this graph is never shipped (it only has to be the
+# same net) and the PyTorch eager reference is the slow half of the check, paid at every `edgekd eval --weights`
+PARITY_FACES = 3
 EXECUTED_BY = "onnxruntime (in-memory ONNX export of the checkpoint, parity-checked against PyTorch)"
 
 
 def onnx_runtime_from_module(module, threads: int | None = None, meta: dict | None = None,
-                             artifact: str | Path | None = None) -> OnnxRuntime:
+                             artifact: str | Path | None = None, *, copy_module: bool = True) -> OnnxRuntime:
     """An OnnxRuntime computing what `module` (a face model, any device) computes in eval mode; EdgekdError when the
     ONNX graph differs from PyTorch beyond the export tolerance. It reports itself as the `torch` runtime of
-    `artifact`: the figures are the checkpoint's, only the kernels are ONNX Runtime's (see meta["executed_by"])."""
+    `artifact`: the figures are the checkpoint's, only the kernels are ONNX Runtime's (see meta["executed_by"]).
+    `copy_module=False`: `module` is already an eval-mode float32 CPU model the caller lets go of (no copy made)."""
     import copy
 
     import torch
@@ -33,7 +37,8 @@ def onnx_runtime_from_module(module, threads: int | None = None, meta: dict | No
     from edgekd.export.onnx_export import export_onnx
     from edgekd.export.parity import check_parity, sample_faces
 
-    cpu_model = copy.deepcopy(module).eval().float().cpu()  # the caller's module keeps its device, dtype and mode
+    # the caller's module keeps its device, dtype and mode
+    cpu_model = (copy.deepcopy(module) if copy_module else module).eval().float().cpu()
     faces, _ = sample_faces(cpu_model.preprocess, n=PARITY_FACES)
     with tempfile.TemporaryDirectory(prefix="edgekd-ckpt-onnx-") as tmp:
         path = Path(tmp) / "model.onnx"
@@ -74,13 +79,13 @@ def open_checkpoint(path, model: str | None = None, device: str = "cpu", precisi
     if threads:
         torch.set_num_threads(int(threads))
     rt = TorchRuntime(weights=path, model=model, device=device, precision=precision, **torch_options)
-    c = complexity(rt.module)
+    c = complexity(rt.module, rt.meta.get("model"))  # a registered model's default build: its cfg's figures
     rt.meta.update(params=c["params"], gflops=c["gflops"])
     if not (checkpoint_backend == "auto" and device == "cpu" and precision == "fp32" and path is not None
             and not any(torch_options.values())):
         return rt
     try:
-        fast = onnx_runtime_from_module(rt.module, threads, rt.meta, rt.artifact)
+        fast = onnx_runtime_from_module(rt.module, threads, rt.meta, rt.artifact, copy_module=False)  # CPU fp32 eval
     except EdgekdError as e:
         warnings.warn(f"{path}: evaluating with PyTorch eager (slower): {e}")
         return rt
