@@ -148,7 +148,7 @@ def _complexity(rt, engine, onnx) -> dict | None:
         target = getattr(rt, "module", None) or (rt.meta or {}).get("model")
         if target is None:
             return None
-        c = complexity(target)
+        c = complexity(target, (rt.meta or {}).get("model"))
         return {**c, "source": "edgekd.models.complexity"}
     return None
 

@@ -91,7 +91,7 @@ def export_model(*, weights=None, model: str | None = None, out=None, opset: int
         raise EdgekdError("--trt int8 needs --calib calib/NAME (make one with `edgekd calib make`)")
     from edgekd.models import complexity
 
-    cost = complexity(torch_model)
+    cost = complexity(torch_model, info["model"])  # a default build: its cfg's recorded figures
     meta = {"model": info["model"], "method": method or info["method"], "precision": "fp32",
             "embedding_size": info["embedding_size"], "preprocess": pre.to_dict(),
             "source_sha256": info["weights_sha256"] or "random-init", "version": __version__,
