@@ -12,7 +12,7 @@ similarity (edgekd.data.align) and embedded in one batch per frame, top-1 cosine
 artifact's stored threshold (FAR 1e-4), `--threads` threads, decode by Pillow. edgekd runs its exported MTCNN and
 the FP32 ONNX of the embedder; the reference runs facenet-pytorch's MTCNN.detect and the embedder's PyTorch module.
 The reference is installed with `--no-deps` (it pins torch < 2.3, numpy < 2) into a benchmark-only venv,
-benchmarks/.venv-reference, made on first use from the same torch wheels; its package __init__ imports requests and
+.venv-reference/ at the checkout root, made on first use from the same torch wheels; its package __init__ imports requests and
 models it does not need here, so its mtcnn module is loaded without it.
 Each contender runs in its own process per round, rounds alternate the order, the first frame of each process is
 warm-up; the per-round ratio of mean per-frame wall time is the figure. Writes benchmarks/results/video_pipeline.*.
@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, Record, edgekd_cmd, load1, machine_line, write_result  # noqa: E402
 
 REFERENCE = "facenet-pytorch==2.6.0"
-REF_VENV = ROOT / "benchmarks" / ".venv-reference"
+REF_VENV = ROOT / ".venv-reference"  # beside .venv, outside the source folders
 MODEL = "mobilefacenet_ms1m_foamliu"
 STAGES = ("decode", "detect", "align", "embed", "match", "total")
 
 
 def reference_venv(python: str = sys.executable) -> Path:
-    """benchmarks/.venv-reference/bin/python with torch, torchvision, Pillow, numpy, tqdm and the reference."""
+    """.venv-reference/bin/python with torch, torchvision, Pillow, numpy, tqdm and the reference."""
     py = REF_VENV / "bin" / "python"
     if not py.is_file():
         import torch
