@@ -55,3 +55,24 @@ def subprocess_env(abort_on_leak: bool = True, **machine) -> dict:
     if abort_on_leak:
         env["EDGEKD_DOUBLES_ABORT"] = "1"
     return env
+
+
+def run_without_torch(args: list[str], **machine):
+    """`edgekd ARGS` in a subprocess where torch cannot be imported (the Jetson install), on the doubles of
+    `machine`; the run must succeed without importing torch or matplotlib. Returns the CompletedProcess."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None
+        from edgekd.cli import cli
+        cli.main({[str(a) for a in args]!r}, standalone_mode=False)
+        loaded = [m for m, v in sys.modules.items() if m.split(".")[0] in ("torch", "matplotlib") and v is not None]
+        assert not loaded, loaded
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                         env=subprocess_env(**machine))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res

@@ -4,9 +4,7 @@ only; their engine runs the ONNX with ONNX Runtime), the reference side is real 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -22,19 +20,8 @@ def run_device_check_subprocess(tmp_path, pairs, folds, int8=("--qdq-onnx", None
     option, value = int8
     if value is None:
         value = tiny_onnx(tmp_path / "m.int8-minmax.onnx", precision="int8")
-    code = textwrap.dedent(f"""
-        import sys
-        sys.modules["torch"] = None
-        from edgekd.cli import cli
-        cli.main(["device-check", "--onnx", {str(onnx_path)!r}, "--data", {str(pairs)!r}, "--folds", {folds!r},
-                  {option!r}, {str(value)!r}, "--out", {str(tmp_path / "bundle")!r}, "--quiet"],
-                 standalone_mode=False)
-        loaded = [m for m, v in sys.modules.items() if m.split(".")[0] in ("torch", "matplotlib") and v is not None]
-        assert not loaded, loaded
-    """)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
-                         env=doubles.subprocess_env(profile="jetson", trt_version=trt_version))
-    assert res.returncode == 0, res.stderr[-3000:]
+    doubles.run_without_torch(["device-check", "--onnx", onnx_path, "--data", pairs, "--folds", folds, option, value,
+                               "--out", tmp_path / "bundle", "--quiet"], profile="jetson", trt_version=trt_version)
     bundle = json.loads((tmp_path / "bundle" / "device_check.json").read_text())
     assert bundle["kind"] == "device-check" and bundle["passed"] == passed
     env = bundle["environment"]

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from click.testing import CliRunner
@@ -50,17 +47,7 @@ def _device_check(tmp_path, detector, photos, trt_version, *extra):
     args = ["device-check", "--onnx", str(onnx), "--data", str(lfw), "--detector", str(detector),
             "--detector-photos", str(photos), "--detector-frames", "2", "--out", str(tmp_path / "bundle"), "--quiet",
             *extra]
-    code = textwrap.dedent(f"""
-        import sys
-        sys.modules["torch"] = None
-        from edgekd.cli import cli
-        cli.main({args!r}, standalone_mode=False)
-        loaded = [m for m, v in sys.modules.items() if m.split(".")[0] in ("torch", "matplotlib") and v is not None]
-        assert not loaded, loaded
-    """)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
-                         env=doubles.subprocess_env(profile="jetson", trt_version=trt_version))
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = doubles.run_without_torch(args, profile="jetson", trt_version=trt_version)
     bundle = json.loads((tmp_path / "bundle" / "device_check.json").read_text())
     return bundle, (tmp_path / "bundle" / "device_check.md").read_text(), res.stdout
 
