@@ -28,7 +28,7 @@ from onnx import numpy_helper
 
 from edgekd.artifacts import Variant, detector_stem, engine_path, export_report_path, onnx_path
 from edgekd.detect import DETECTORS
-from edgekd.detect.mtcnn import CROP, NETWORKS, MtcnnSettings, level_size, pyramid
+from edgekd.detect.mtcnn import CROP, NETWORKS, Mtcnn, MtcnnSettings, level_size, pyramid
 from edgekd.errors import EdgekdError
 from edgekd.export import DEFAULT_OPSET, graph
 from edgekd.io import write_json_atomic
@@ -122,21 +122,21 @@ def _network_parity(torch_nets: dict, onnx_nets: dict, rng) -> dict:
     return out
 
 
-def check_detector_parity(folder: Path, variant: Variant, torch_nets: dict, photos: list, photos_from: str) -> dict:
-    """Detections of the exported `variant` vs PyTorch (same numpy pipeline) on `photos`."""
-    from edgekd.detect.mtcnn import Mtcnn
+def check_detector_parity(folder: Path, variant: Variant, torch_nets: dict, photos: list, reference: list,
+                          photos_from: str) -> dict:
+    """Detections of the exported `variant` vs PyTorch (same numpy pipeline) on `photos`; `reference`: the PyTorch
+    path's detections of those photos (computed once for every variant)."""
     from edgekd.detect.open import open_detector
 
-    deployed = open_detector(onnx_path(folder / detector_stem("mtcnn", "pnet"), variant), device="cpu")
-    ref = Mtcnn(torch_nets)
-    nets = _network_parity(torch_nets, deployed.networks, np.random.default_rng(0))
-    report = {"variant": variant.tag, "network_max_abs": nets, "photos": len(photos), "photos_from": photos_from}
-    if photos:
-        diffs = [_max_px(ref(p), deployed(p)) for p in photos]
-        finite = [d for d in diffs if np.isfinite(d)]
-        report.update(faces_reference=int(sum(len(ref(p)) for p in photos)),
-                      count_mismatches=int(sum(not np.isfinite(d) for d in diffs)),
-                      max_px=max(finite) if finite else None)
+    with open_detector(onnx_path(folder / detector_stem("mtcnn", "pnet"), variant), device="cpu") as deployed:
+        nets = _network_parity(torch_nets, deployed.networks, np.random.default_rng(0))
+        report = {"variant": variant.tag, "network_max_abs": nets, "photos": len(photos), "photos_from": photos_from}
+        if photos:
+            diffs = [_max_px(want, deployed(p)) for p, want in zip(photos, reference)]
+            finite = [d for d in diffs if np.isfinite(d)]
+            report.update(faces_reference=int(sum(len(want) for want in reference)),
+                          count_mismatches=int(sum(not np.isfinite(d) for d in diffs)),
+                          max_px=max(finite) if finite else None)
     return report
 
 
@@ -198,8 +198,10 @@ def export_detector(detector: str = "mtcnn", out: str | Path = "engines/mtcnn", 
         report["networks"][name] = entry
     photos, photos_from = parity_photos(parity_images)
     ref = torch_callables(nets)
+    detect_ref = Mtcnn(ref)
+    reference = [detect_ref(p) for p in photos]  # once, for every variant
     for tag in ("fp32", "fp16") if fp16 else ("fp32",):
-        report["parity"][tag] = check_detector_parity(out, Variant(tag), ref, photos, photos_from)
+        report["parity"][tag] = check_detector_parity(out, Variant(tag), ref, photos, reference, photos_from)
     p = report["parity"]["fp32"]
     if photos and (p["count_mismatches"] or (p["max_px"] or 0) > PARITY_PX):
         raise EdgekdError(f"{out}: ONNX Runtime and PyTorch detections differ (face count differs on "
