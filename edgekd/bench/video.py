@@ -17,6 +17,7 @@ from edgekd.data.datasets import IMAGE_EXTS
 from edgekd.data.image import decode_image
 from edgekd.detect.align import align_faces, detect_and_align
 from edgekd.errors import EdgekdError
+from edgekd.eval.metrics import l2_normalize
 from edgekd.preprocess import Preprocess
 
 BACKGROUND = (128, 128, 128)  # the flat grey of composited test frames
@@ -124,11 +125,6 @@ class _Timed:
         return out
 
 
-def _l2(e: np.ndarray) -> np.ndarray:
-    e = np.asarray(e, np.float64)
-    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-
-
 def build_gallery(folder: str | Path, detector, embedder) -> dict:
     """{"names": [...], "embeddings": (K, D) unit rows}: one row per identity subfolder, the mean of its photos'
     normalised embeddings. A photo already the aligned size is taken as an aligned crop; others are detected and
@@ -151,10 +147,10 @@ def build_gallery(folder: str | Path, detector, embedder) -> dict:
                 crops.extend(detect_and_align(img, detector, size).crops)
         if crops:
             names.append(sub.name)
-            rows.append(_l2(embedder(pp(np.stack(crops)))).mean(0))
+            rows.append(l2_normalize(embedder(pp(np.stack(crops)))).mean(0))
     if not names:
         raise EdgekdError(f"{folder}: no face found in any gallery photo")
-    return {"names": names, "embeddings": _l2(np.stack(rows))}
+    return {"names": names, "embeddings": l2_normalize(np.stack(rows))}
 
 
 def bench_video_pipeline(frames, detector, embedder, gallery: dict | None = None, threshold: float | None = None,
@@ -181,7 +177,7 @@ def bench_video_pipeline(frames, detector, embedder, gallery: dict | None = None
             t1 = time.perf_counter()
             crops = align_faces(frame, faces, size)
             t2 = time.perf_counter()
-            emb = _l2(embedder(pp(crops))) if len(crops) else np.zeros((0, 1))
+            emb = l2_normalize(embedder(pp(crops))) if len(crops) else np.zeros((0, 1))
             t3 = time.perf_counter()
             names = []
             if gallery is not None and len(crops):

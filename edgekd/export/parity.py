@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgekd.errors import EdgekdError
+from edgekd.eval.metrics import l2_normalize
 from edgekd.paths import shared_path
 from edgekd.preprocess import Preprocess
 
@@ -36,18 +37,13 @@ def sample_faces(preprocess: Preprocess, n: int = PARITY_BATCH) -> tuple[np.ndar
     return preprocess(imgs), f"{n} SYNTHETIC faces (shared LFW data not found)"
 
 
-def l2n(e: np.ndarray) -> np.ndarray:
-    e = np.asarray(e, np.float64)
-    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-
-
 def compare(ref: np.ndarray, got: np.ndarray) -> dict:
     """max abs diff (absolute and relative to max |ref|) and min/mean cosine of the L2-normalised embeddings."""
     ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     if ref.shape != got.shape:
         raise EdgekdError(f"embedding shapes differ: reference {ref.shape}, artifact {got.shape}")
     diff = float(np.abs(ref - got).max())
-    cos = (l2n(ref) * l2n(got)).sum(1)
+    cos = (l2_normalize(ref) * l2_normalize(got)).sum(1)
     return {"max_abs_diff": diff, "max_abs_rel": diff / max(float(np.abs(ref).max()), 1e-12),
             "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
 
