@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgekd.detect.faces import Face, choose_face
-from edgekd.detect.mtcnn import Mtcnn, MtcnnSettings, area_resize, nms, pyramid
+from edgekd.detect.mtcnn import NMS_BLOCK, Mtcnn, MtcnnSettings, _crops, area_resize, integral, nms, pyramid
 from edgekd.errors import EdgekdError
 from edgekd.paths import mtcnn_weights_dir
 
@@ -19,7 +19,7 @@ def test_area_resize_is_torchs_area_interpolation(size):
     x = np.random.default_rng(0).integers(0, 256, (3, 71, 64)).astype(np.uint8)  # 8-bit pixels, as frames are
     want = torch.nn.functional.interpolate(torch.from_numpy(x.astype(np.float32))[None], size=size,
                                            mode="area")[0].numpy()
-    np.testing.assert_allclose(area_resize(x, size), want, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(area_resize(x, size), want)  # integer box sums: the correctly rounded mean
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():
@@ -27,6 +27,56 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
     scores = np.array([0.9, 0.95, 0.5, 0.8], np.float32)
     assert sorted(nms(boxes, scores, 0.5).tolist()) == [1, 2, 3]  # box 3 lies inside box 0: IoU 0.16
     assert sorted(nms(boxes, scores, 0.5, mode="min").tolist()) == [1, 2]  # ... but overlaps it fully by "Min"
+
+
+def _greedy_nms(boxes, scores, threshold, mode):
+    """The textbook greedy NMS, one pair at a time in float32, as the reference's definition reads."""
+    f = np.float32
+    one = f(1) if mode == "min" else f(0)
+    area = [(b[2] - b[0] + one) * (b[3] - b[1] + one) for b in boxes]
+    order = sorted(range(len(boxes)), key=lambda i: -scores[i])  # sorted() is stable: ties keep input order
+    keep, gone = [], set()
+    for n, i in enumerate(order):
+        if i in gone:
+            continue
+        keep.append(i)
+        for j in order[n + 1:]:
+            b, c = boxes[i], boxes[j]
+            w = max(f(0), min(b[2], c[2]) - max(b[0], c[0]) + one)
+            h = max(f(0), min(b[3], c[3]) - max(b[1], c[1]) + one)
+            inter = w * h
+            with np.errstate(invalid="ignore"):
+                ratio = inter / min(area[i], area[j]) if mode == "min" else inter / (area[i] + area[j] - inter)
+            if not (ratio <= threshold) if mode == "min" else ratio > threshold:
+                gone.add(j)
+    return keep
+
+
+@pytest.mark.parametrize("n", [0, 1, 40, NMS_BLOCK + 90])
+def test_nms_is_the_greedy_definition(n):
+    """Blocked, vectorised NMS keeps exactly what the one-pair-at-a-time greedy pass keeps: tied scores, empty
+    boxes and more candidates than one block included."""
+    rng = np.random.default_rng(n)
+    xy, wh = rng.uniform(0, 150, (n, 2)), rng.uniform(0, 40, (n, 2))
+    wh[rng.random(n) < 0.1] = 0
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    scores = rng.choice(np.linspace(0.5, 1, 8), n).astype(np.float32)
+    for mode, threshold in (("iou", 0.5), ("iou", 0.7), ("min", 0.7)):
+        assert nms(boxes, scores, threshold, mode).tolist() == _greedy_nms(boxes, scores, threshold, mode)
+
+
+def test_face_crops_are_torchs_area_interpolation_of_the_clipped_box():
+    """R-/O-Net inputs: each box clipped to the image (1-based, as the reference) and area-resized, read from the
+    frame's summed-area table, bit-equal to torch's interpolate of that crop."""
+    img = np.random.default_rng(1).integers(0, 256, (90, 120, 3)).astype(np.uint8)
+    boxes = np.array([[10.7, 5.2, 40.1, 60.9], [-8, -3, 30, 25], [100, 70, 140, 99], [50, 50, 53, 52]], np.float32)
+    crops, ok = _crops(integral(img), boxes, 24)
+    assert ok.tolist() == [0, 1, 2, 3]
+    chw = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None]
+    for crop, (x1, y1, x2, y2) in zip(crops, np.trunc(boxes[:, :4]).astype(int)):
+        x, y, ex, ey = max(x1, 1), max(y1, 1), min(x2, 120), min(y2, 90)
+        want = torch.nn.functional.interpolate(chw[:, :, y - 1:ey, x - 1:ex], size=(24, 24), mode="area")[0]
+        np.testing.assert_array_equal(crop, ((want - 127.5) * 0.0078125).numpy())
 
 
 def test_pyramid_stops_where_pnet_no_longer_fits():

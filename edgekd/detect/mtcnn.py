@@ -4,11 +4,12 @@ the reference, PyTorch run the networks; everything between them happens here).
 Every constant and rounding follows facenet-pytorch 2.6.0 (`models/utils/detect_face.py`), whose weights these are,
 so the deployed path reproduces its detections: pyramid scales 12/min_face * factor^k while the short side stays
 >= 12 px, level size int(side * scale + 1); resizing is torch's `interpolate(mode="area")` (= adaptive average
-pooling, see area_resize), here read from one summed-area table per frame for every level and crop (the
-pyramid's per-level prefix sums were half the detection time); pixels (x - 127.5) / 128; P-Net windows (prob >= threshold) NMS'd at 0.5 per scale, then
-0.7 over all scales, IoU without the +1 of pixel-inclusive boxes (torchvision); R-Net and O-Net take crops of the
-squared boxes clipped to the image (not zero-padded) resized to 24 / 48, keep prob > threshold; R-Net NMS 0.7 IoU;
-O-Net's final NMS 0.7 divides by the smaller box ("Min", pixel-inclusive areas). Box arithmetic is float32, as there.
+pooling, see area_resize), bit for bit, read from one summed-area table per frame for every level and crop (the
+pyramid's per-level prefix sums were half the detection time); pixels (x - 127.5) / 128; P-Net windows
+(prob >= threshold) NMS'd at 0.5 per scale, then 0.7 over all scales, IoU without the +1 of pixel-inclusive boxes
+(torchvision); R-Net and O-Net take crops of the squared boxes clipped to the image (not zero-padded) resized to
+24 / 48, keep prob > threshold; R-Net NMS 0.7 IoU; O-Net's final NMS 0.7 divides by the smaller box ("Min",
+pixel-inclusive areas). Box arithmetic is float32, as there.
 One difference: a box whose clipped crop is empty is dropped (the reference would misalign its batch).
 """
 
@@ -76,30 +77,55 @@ def _bins(n_in, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def integral(x: np.ndarray) -> np.ndarray:
-    """(H, W, C) 8-bit image -> (H + 1, W + 1, C) int64 summed-area table (a zero row and column first). Integer
-    sums are exact, and every box sum of a bin stays below 2**24, so its float32 mean is the correctly rounded one
-    that torch's float32 area pooling computes. Channels last: each gather reads C adjacent values."""
+    """(H, W, C) 8-bit image -> (H + 1, W + 1, C) integer summed-area table (a zero row and column first). Integer
+    sums are exact (int32 while the whole image's sum fits, up to 4K frames: half the memory traffic of int64), and
+    every box sum of a bin stays below 2**24, so float32 holds it exactly and its mean, divided by the bin's height
+    and then its width as torch's adaptive average pooling divides, is bit-equal to torch's. Channels last: a
+    pixel's C sums are adjacent, so one gather reads them all."""
     if x.dtype != np.uint8:
         raise EdgekdError(f"MTCNN takes 8-bit pixels, got {x.dtype}")
-    s = np.zeros((x.shape[0] + 1, x.shape[1] + 1) + x.shape[2:], np.int64)
-    np.cumsum(x, axis=0, dtype=np.int64, out=s[1:, 1:])
-    np.cumsum(s[1:, 1:], axis=1, out=s[1:, 1:])
+    dtype = np.int32 if x.size * 255 < 2**31 else np.int64
+    s = np.zeros((x.shape[0] + 1, x.shape[1] + 1) + x.shape[2:], dtype)
+    np.cumsum(x, axis=1, dtype=dtype, out=s[1:, 1:])  # along rows first: the faster order of the two
+    np.cumsum(s[1:, 1:], axis=0, out=s[1:, 1:])
     return s
+
+
+def _pixels(a: np.ndarray) -> np.ndarray:
+    """A contiguous (..., W, C) array as (..., W) items of C values each: a gather of pixels moves each pixel's C
+    values as one item, a third of the index arithmetic of gathering them channel by channel."""
+    return a.reshape(a.shape[:-2] + (-1,)).view(np.dtype((np.void, a.shape[-1] * a.itemsize)))
+
+
+def _values(items: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Gathered _pixels items back to (..., C) values of `like`'s dtype."""
+    return items.view(like.dtype).reshape(items.shape + like.shape[-1:])
 
 
 def _box_means(s: np.ndarray, r0, r1, c0, c1) -> np.ndarray:
     """Means of the boxes rows [r0, r1) x cols [c0, c1) of the table `s` (H+1, W+1, C): r0/r1 (N, h), c0/c1 (N, w)
-    integer arrays -> (N, C, h, w) float32."""
-    a, b = r0[:, :, None], r1[:, :, None]
-    c, d = c0[:, None, :], c1[:, None, :]
-    total = s[b, d] - s[a, d] - s[b, c] + s[a, c]
-    return (total.astype(F32) / ((b - a) * (d - c)).astype(F32)[..., None]).transpose(0, 3, 1, 2)
+    integer arrays -> (N, C, h, w) float32, by flat pixel index into the table."""
+    pixels, width = _pixels(s).reshape(-1), s.shape[1]
+
+    def at(rows, cols):
+        return _values(np.take(pixels, rows[:, :, None] * width + cols[:, None, :]), s)
+
+    mean = (at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)).astype(F32)
+    mean /= (r1 - r0).astype(F32)[:, :, None, None]
+    mean /= (c1 - c0).astype(F32)[:, None, :, None]
+    return np.ascontiguousarray(mean.transpose(0, 3, 1, 2))
 
 
 def resize_table(table: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The image behind the integral `table`, area-resized to `size` -> (1, C, h, w) float32."""
+    """The image behind the integral `table`, area-resized to `size` -> (1, C, h, w) float32. Separable, as one
+    level's bins form a grid: the bins' rows first (whole-row copies), then their columns (pixel gathers)."""
     (r0, r1), (c0, c1) = _bins(table.shape[0] - 1, size[0]), _bins(table.shape[1] - 1, size[1])
-    return _box_means(table, r0[None], r1[None], c0[None], c1[None])
+    rows = table[r1] - table[r0]
+    px = _pixels(rows)
+    mean = (_values(np.take(px, c1, axis=1), rows) - _values(np.take(px, c0, axis=1), rows)).astype(F32)
+    mean /= (r1 - r0).astype(F32)[:, None, None]
+    mean /= (c1 - c0).astype(F32)[None, :, None]
+    return np.ascontiguousarray(mean.transpose(2, 0, 1))[None]
 
 
 def area_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -109,28 +135,37 @@ def area_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize_table(integral(np.moveaxis(x, 0, -1)), size)[0]
 
 
+NMS_BLOCK = 256  # candidates whose overlaps with the rest are computed in one vectorised step
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "iou") -> np.ndarray:
-    """Greedy NMS, indices kept in descending score. mode "iou": torchvision's (areas (x2-x1)(y2-y1), a box goes
-    when IoU > threshold); "min": the reference's final stage (areas (x2-x1+1)(y2-y1+1), overlap / smaller area,
-    kept when <= threshold)."""
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    b = np.asarray(boxes, F32)
+    """Greedy NMS, indices kept in descending score (ties: input order). mode "iou": torchvision's (areas
+    (x2-x1)(y2-y1), a box goes when IoU > threshold); "min": the reference's final stage (areas (x2-x1+1)(y2-y1+1),
+    overlap / smaller area, a box stays only when <= threshold). The overlaps of the next NMS_BLOCK surviving boxes
+    with all survivors come in one array step and the greedy pass over them is a loop of bit operations, instead of
+    one round of array calls per kept box (a frame's cross-scale pass keeps most of its ~130 boxes)."""
+    b = np.asarray(boxes, F32).reshape(-1, 4)
     one = F32(1) if mode == "min" else F32(0)
     x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     area = (x2 - x1 + one) * (y2 - y1 + one)
-    order = np.argsort(-np.asarray(scores, F32), kind="stable")
+    alive = np.argsort(-np.asarray(scores, F32), kind="stable")
     keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(F32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one)
-        h = np.maximum(F32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one)
+    while alive.size:
+        head, rest = alive[:NMS_BLOCK, None], alive[None, :]
+        w = np.maximum(F32(0), np.minimum(x2[head], x2[rest]) - np.maximum(x1[head], x1[rest]) + one)
+        h = np.maximum(F32(0), np.minimum(y2[head], y2[rest]) - np.maximum(y1[head], y1[rest]) + one)
         inter = w * h
-        if mode == "min":
-            order = rest[inter / np.minimum(area[i], area[rest]) <= threshold]
-        else:
-            order = rest[~(inter / (area[i] + area[rest] - inter) > threshold)]
+        with np.errstate(invalid="ignore"):  # IoU 0/0 of two empty boxes: NaN, which keeps the box
+            if mode == "min":
+                drops = ~(inter / np.minimum(area[head], area[rest]) <= threshold)
+            else:
+                drops = inter / (area[head] + area[rest] - inter) > threshold
+        gone = np.zeros(alive.size, bool)
+        for i in range(len(head)):
+            if not gone[i]:
+                keep.append(alive[i])
+                gone |= drops[i]
+        alive = alive[len(head):][~gone[len(head):]]
     return np.asarray(keep, np.int64)
 
 
@@ -151,7 +186,10 @@ def level_size(h: int, w: int, scale: float) -> tuple[int, int]:
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
-    return ((x - F32(127.5)) * F32(0.0078125)).astype(F32)
+    """The networks' input scale, (x - 127.5) / 128, in place on a float32 array."""
+    x -= F32(127.5)
+    x *= F32(0.0078125)
+    return x
 
 
 def _windows(reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float) -> np.ndarray:
