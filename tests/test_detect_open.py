@@ -180,3 +180,24 @@ def test_detector_settings_from_the_command_line(det, shared_data, tmp_path):
                          ("min_face", "expected KEY=NUMBER")):
         r = CliRunner().invoke(cli, run + ["--detector-set", bad])
         assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_pyramid_levels_in_parallel_find_the_same_faces(det, photos):
+    """On the CPU the levels run on two threads (PYRAMID_WORKERS) that share the threads asked for; the same
+    networks with the levels run one after another give the very same faces."""
+    from edgekd.bench.video import composite_frame
+    from edgekd.detect.mtcnn import Mtcnn
+    from edgekd.detect.open import PYRAMID_WORKERS, open_detector
+
+    frame, _ = composite_frame(photos, 0, (640, 480), per_frame=3)
+    with open_detector(det, threads=2) as d:
+        assert d.level_workers == PYRAMID_WORKERS == d.describe()["pyramid_workers"]
+        in_order = Mtcnn(d.networks, d.settings)
+        for image in [frame, *photos]:
+            want, got = in_order(image), d(image)
+            assert len(got) == len(want) >= 1
+            for a, b in zip(got, want):
+                assert a.box == b.box and a.score == b.score and np.array_equal(a.landmarks, b.landmarks)
+    assert d._levels is None  # close() stopped the threads
+    with open_detector(det, threads=1) as one:
+        assert one.level_workers == 1

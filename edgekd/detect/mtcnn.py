@@ -15,7 +15,9 @@ One difference: a box whose clipped crop is empty is dropped (the reference woul
 
 from __future__ import annotations
 
+import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
@@ -248,14 +250,26 @@ def _run_batched(net: Callable, x: np.ndarray, max_batch: int | None) -> tuple[n
 class Mtcnn:
     """`detect(image)`: uint8 (H, W, 3) RGB -> faces in descending score. `networks`: "pnet", "rnet", "onet" ->
     function of an (N, 3, H, W) float32 array returning the network's outputs in edgekd.models.mtcnn's order:
-    P-Net (reg (N,4,h,w), prob (N,2,h,w)), R-Net (reg (N,4), prob (N,2)), O-Net (reg, landmarks (N,10), prob)."""
+    P-Net (reg (N,4,h,w), prob (N,2,h,w)), R-Net (reg (N,4), prob (N,2)), O-Net (reg, landmarks (N,10), prob).
 
-    def __init__(self, networks: dict[str, Callable], settings: MtcnnSettings | None = None, **overrides):
+    level_workers > 1: the pyramid levels (resize, P-Net, windows, per-level NMS) run on that many threads, which
+    needs a P-Net callable that may be called concurrently (an ONNX Runtime session); the levels are independent
+    and gathered in order, so the faces are the same. close() stops the threads."""
+
+    def __init__(self, networks: dict[str, Callable], settings: MtcnnSettings | None = None, *,
+                 level_workers: int = 1, **overrides):
         missing = [n for n in NETWORKS if n not in networks]
         if missing:
             raise EdgekdError(f"MTCNN needs the {', '.join(missing)} network")
         self.networks = networks
         self.settings = settings or MtcnnSettings.make(**overrides)
+        self.level_workers = max(1, int(level_workers))
+        self._levels = ThreadPoolExecutor(self.level_workers, "mtcnn-pyramid") if self.level_workers > 1 else None
+
+    def close(self) -> None:
+        if self._levels is not None:
+            self._levels.shutdown()
+            self._levels = None
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.detect(image)
@@ -273,15 +287,19 @@ class Mtcnn:
         boxes, points = self._output(table, boxes)
         return [Face(tuple(float(v) for v in b[:4]), float(b[4]), p.astype(np.float64)) for b, p in zip(boxes, points)]
 
+    def _level(self, table: np.ndarray, scale: float) -> np.ndarray:
+        """One pyramid level's windows: resize, P-Net, windows above the threshold, NMS within the level."""
+        s = self.settings
+        level = _normalise(resize_table(table, level_size(table.shape[0] - 1, table.shape[1] - 1, scale)))
+        reg, prob = self.networks["pnet"](level)
+        win = _windows(np.asarray(reg)[0], np.asarray(prob)[0, 1], scale, s.thresholds[0])
+        return win[nms(win[:, :4], win[:, 4], s.nms_scale)]
+
     def _proposals(self, table: np.ndarray) -> np.ndarray:
         s = self.settings
-        h, w = table.shape[0] - 1, table.shape[1] - 1
-        found = []
-        for scale in pyramid(h, w, s.min_face, s.factor):
-            level = _normalise(resize_table(table, level_size(h, w, scale)))
-            reg, prob = self.networks["pnet"](level)
-            win = _windows(np.asarray(reg)[0], np.asarray(prob)[0, 1], scale, s.thresholds[0])
-            found.append(win[nms(win[:, :4], win[:, 4], s.nms_scale)])
+        scales = pyramid(table.shape[0] - 1, table.shape[1] - 1, s.min_face, s.factor)
+        level = functools.partial(self._level, table)
+        found = list(self._levels.map(level, scales) if self._levels is not None else map(level, scales))
         boxes = np.concatenate(found) if found else np.zeros((0, 9), F32)
         boxes = boxes[nms(boxes[:, :4], boxes[:, 4], s.nms_pnet)]
         bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]

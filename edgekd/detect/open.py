@@ -2,14 +2,16 @@
 TensorRT (no torch).
 
 `path` is the folder `edgekd export --detector mtcnn --out DIR` wrote (its FP32 ONNX files), or any one member file
-naming the variant for all three networks: P-Net's FP16 ONNX file -> the three FP16 ONNX files, O-Net's FP16 engine ->
-the three FP16 engines (edgekd.artifacts spells the names). Each file must say it is that network of that detector (ONNX metadata `edgekd.kind` = detector,
-`edgekd.network`; an engine's sidecar `detector` block), so a face model or another network is refused by name.
+naming the variant for all three networks: P-Net's FP16 ONNX file -> the three FP16 ONNX files, O-Net's FP16
+engine -> the three FP16 engines (edgekd.artifacts spells the names). Each file must say it is that network of that
+detector (ONNX metadata `edgekd.kind` = detector, `edgekd.network`; an engine's sidecar `detector` block), so a face
+model or another network is refused by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from edgekd.artifacts import ENGINE_SUFFIXES, artifact_kind, detector_stem, engine_path, family, onnx_path, variant_of
@@ -19,6 +21,7 @@ from edgekd.errors import EdgekdError
 DETECTOR = "mtcnn"
 OUTPUTS = {"pnet": ("reg", "prob"), "rnet": ("reg", "prob"), "onet": ("reg", "landmarks", "prob")}
 EXPORT_HINT = f"edgekd export --detector {DETECTOR} --out DIR"
+PYRAMID_WORKERS = 2  # P-Net runs in parallel on the CPU: the largest level about balances all the others
 
 
 def detector_files(path: str | Path) -> tuple[str, dict[str, Path]]:
@@ -60,7 +63,7 @@ def _onnx_network(path: Path, network: str, device: str, threads: int | None):
     from edgekd.runtime.onnx_session import session_from_onnx
 
     sess = session_from_onnx(path, device=device, threads=threads, inter_op_threads=1 if threads else None,
-                             spin=False)  # many small runs between numpy steps (see session_from_onnx)
+                             spin_between_runs=False)  # small runs between numpy steps
     meta = sess.get_modelmeta().custom_metadata_map
     _check_identity(path, {k[len("edgekd."):]: v for k, v in meta.items() if k.startswith("edgekd.")}, network)
     inputs = [i.name for i in sess.get_inputs()]
@@ -96,11 +99,12 @@ def _engine_network(path: Path, network: str, device: str):
 class DeployedMtcnn(Mtcnn):
     """An Mtcnn over deployed files; `files` says which, `kind` "onnx" or "engine"; close() frees engines."""
 
-    def __init__(self, networks, settings, files: dict[str, Path], kind: str, runners: list):
-        super().__init__(networks, settings)
+    def __init__(self, networks, settings, files: dict[str, Path], kind: str, runners: list, level_workers: int = 1):
+        super().__init__(networks, settings, level_workers=level_workers)
         self.files, self.kind, self._runners = files, kind, runners
 
     def close(self) -> None:
+        super().close()
         for r in self._runners:
             r.close()
         self._runners = []
@@ -113,15 +117,20 @@ class DeployedMtcnn(Mtcnn):
 
     def describe(self) -> dict:
         return {"detector": DETECTOR, "runtime": "tensorrt" if self.kind == "engine" else "onnxruntime",
-                "files": {n: str(p) for n, p in self.files.items()}, "settings": self.settings.to_json()}
+                "files": {n: str(p) for n, p in self.files.items()}, "settings": self.settings.to_json(),
+                "pyramid_workers": self.level_workers}
 
 
 def open_detector(path: str | Path, *, device: str = "cpu", threads: int | None = None,
                   settings: MtcnnSettings | None = None, **overrides) -> DeployedMtcnn:
     """The deployed MTCNN at `path` (see the module docstring). ONNX files run on `device` ("cpu", "cuda"), engines
-    on the CUDA device (default cuda:0). Engines' R-/O-Net batches are split at their profile maximum."""
+    on the CUDA device (default cuda:0). Engines' R-/O-Net batches are split at their profile maximum. On the CPU
+    the pyramid levels run on PYRAMID_WORKERS threads that share the `threads` (default: all cores), as P-Net's
+    small convolutions leave a second thread of one run half idle (edgekd.detect.mtcnn.Mtcnn)."""
     kind, files = detector_files(path)
     settings = settings or MtcnnSettings.make(**overrides)
+    cores = threads or os.cpu_count() or 1
+    workers = min(PYRAMID_WORKERS, cores) if kind == "onnx" and device == "cpu" else 1
     nets, runners = {}, []
     try:
         for n, f in files.items():
@@ -133,10 +142,11 @@ def open_detector(path: str | Path, *, device: str = "cpu", threads: int | None 
                     cap = hi if settings.max_batch is None else min(hi, settings.max_batch)
                     settings = dataclasses.replace(settings, max_batch=cap)
             else:
-                fn, _ = _onnx_network(f, n, device, threads)
+                per_run = max(1, cores // workers) if n == "pnet" and workers > 1 else threads
+                fn, _ = _onnx_network(f, n, device, per_run)
             nets[n] = fn
     except BaseException:
         for r in runners:
             r.close()
         raise
-    return DeployedMtcnn(nets, settings, files, kind, runners)
+    return DeployedMtcnn(nets, settings, files, kind, runners, level_workers=workers)

@@ -17,7 +17,8 @@ from edgekd.runtime.base import Runtime
 
 def open_artifact(path: str | Path | None = None, *, model: str | None = None, device: str = "auto",
                   precision: str = "fp32", threads: int | None = None, providers: list[str] | None = None,
-                  preprocess=None, checkpoint_backend: str = "auto", **torch_options) -> Runtime:
+                  preprocess=None, checkpoint_backend: str = "auto", spin_between_runs: bool = True,
+                  **torch_options) -> Runtime:
     """Open `path` as an embedding function (a Runtime; close it, or use it as a context manager).
 
     model: the architecture of a checkpoint (default: detected), or, with no path, a randomly initialised registry
@@ -27,6 +28,8 @@ def open_artifact(path: str | Path | None = None, *, model: str | None = None, d
         cuda_graph): PyTorch only; artifacts carry their own precision.
     checkpoint_backend: "auto" runs an fp32 checkpoint on CPU through ONNX Runtime (same embeddings, parity-checked,
         several times faster) and on CUDA with PyTorch; "torch" always uses PyTorch.
+    spin_between_runs: ONNX files; False stops ONNX Runtime's threads spinning when a run returns, for callers that
+        alternate the embedder with other work on the same cores (the video pipeline detects between embeddings).
     """
     from edgekd.devices import resolve_device
 
@@ -43,7 +46,8 @@ def open_artifact(path: str | Path | None = None, *, model: str | None = None, d
         from edgekd.runtime.onnx_runtime import OnnxRuntime
 
         rt = OnnxRuntime(path, device=resolve_device(device, "onnxruntime"), providers=providers,
-                         intra_op_threads=threads, preprocess=preprocess)
+                         intra_op_threads=threads, preprocess=preprocess,
+                         spin_between_runs=spin_between_runs)
         if model is not None:
             rt.meta.setdefault("model", model)  # files without edgekd metadata: name them as the user did
         return rt

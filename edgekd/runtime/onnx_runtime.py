@@ -50,11 +50,14 @@ class OnnxRuntime(Runtime):
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
         preprocess: Preprocess | None = None,
+        spin_between_runs: bool = True,
     ):
-        """`preprocess` overrides the file's metadata (needed for ONNX files not exported by edgekd)."""
+        """`preprocess` overrides the file's metadata (needed for ONNX files not exported by edgekd);
+        spin_between_runs: see session_from_onnx."""
         path = Path(path)
         self.session = session_from_onnx(path, providers=providers, device=device, threads=intra_op_threads,
-                                         inter_op_threads=inter_op_threads)
+                                         inter_op_threads=inter_op_threads,
+                                         spin_between_runs=spin_between_runs)
         meta = read_metadata(self.session)
         if preprocess is None:
             if "preprocess" in meta:

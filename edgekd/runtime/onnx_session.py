@@ -38,7 +38,7 @@ def tensorrt_numerics(session) -> bool:
 
 def session_from_onnx(path: str | Path, *, providers: list[str] | None = None, device: str = "cpu",
                       threads: int | None = None, inter_op_threads: int | None = None,
-                      graph_optimization: str = "auto", spin: bool = True):
+                      graph_optimization: str = "auto", spin_between_runs: bool = True):
     """An `onnxruntime.InferenceSession` for `path`; every failure is one EdgekdError naming the file.
 
     providers: explicit ONNX Runtime providers (checked against the installed build), else chosen for `device`.
@@ -46,9 +46,10 @@ def session_from_onnx(path: str | Path, *, providers: list[str] | None = None, d
     "auto": everything, except that TensorRT-targeted S8S8 Q/DQ files on the CPU provider run their Q/DQ ops as
     written (basic optimisation) — ORT's fused x86 S8S8 kernels saturate 16-bit intermediates on CPUs without VNNI
     (measured on the test model: mean cosine to the fake-quant reference 0.964 fused vs 0.9997 as written), which
-    would judge the CPU rather than the file TensorRT will run. spin=False: intra-op threads sleep between runs
-    instead of spinning, for callers that alternate many small runs with numpy work on the same cores (MTCNN's
-    pyramid: spinning threads took half of a 2-core machine from the numpy between the networks).
+    would judge the CPU rather than the file TensorRT will run. spin_between_runs=False: intra-op threads stop
+    spinning as soon as a run returns (they still spin between the ops of a run), for callers that alternate many
+    small runs with numpy work on the same cores: MTCNN's pyramid, where threads left spinning took half of a
+    2-core machine from the numpy between the networks, while threads that never spin pay a wake-up per op.
     """
     import onnxruntime as ort
 
@@ -74,8 +75,8 @@ def session_from_onnx(path: str | Path, *, providers: list[str] | None = None, d
             opts.intra_op_num_threads = int(threads)
         if inter_op_threads:
             opts.inter_op_num_threads = int(inter_op_threads)
-        if not spin:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not spin_between_runs:
+            opts.add_session_config_entry("session.force_spinning_stop", "1")
         opts.graph_optimization_level = levels[level]
         try:
             return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
