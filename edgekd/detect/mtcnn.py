@@ -104,6 +104,15 @@ def _values(items: np.ndarray, like: np.ndarray) -> np.ndarray:
     return items.view(like.dtype).reshape(items.shape + like.shape[-1:])
 
 
+def _bin_means(sums: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """(..., h, w, C) integer bin sums -> (..., C, h, w) float32 means, divided by each bin's height (heights
+    (..., h)) and then its width (widths (..., w)), the order torch's adaptive average pooling divides in."""
+    mean = sums.astype(F32)
+    mean /= heights.astype(F32)[..., :, None, None]
+    mean /= widths.astype(F32)[..., None, :, None]
+    return np.ascontiguousarray(np.moveaxis(mean, -1, -3))
+
+
 def _box_means(s: np.ndarray, r0, r1, c0, c1) -> np.ndarray:
     """Means of the boxes rows [r0, r1) x cols [c0, c1) of the table `s` (H+1, W+1, C): r0/r1 (N, h), c0/c1 (N, w)
     integer arrays -> (N, C, h, w) float32, by flat pixel index into the table."""
@@ -112,10 +121,7 @@ def _box_means(s: np.ndarray, r0, r1, c0, c1) -> np.ndarray:
     def at(rows, cols):
         return _values(np.take(pixels, rows[:, :, None] * width + cols[:, None, :]), s)
 
-    mean = (at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)).astype(F32)
-    mean /= (r1 - r0).astype(F32)[:, :, None, None]
-    mean /= (c1 - c0).astype(F32)[:, None, :, None]
-    return np.ascontiguousarray(mean.transpose(0, 3, 1, 2))
+    return _bin_means(at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0), r1 - r0, c1 - c0)
 
 
 def resize_table(table: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -124,10 +130,8 @@ def resize_table(table: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     (r0, r1), (c0, c1) = _bins(table.shape[0] - 1, size[0]), _bins(table.shape[1] - 1, size[1])
     rows = table[r1] - table[r0]
     px = _pixels(rows)
-    mean = (_values(np.take(px, c1, axis=1), rows) - _values(np.take(px, c0, axis=1), rows)).astype(F32)
-    mean /= (r1 - r0).astype(F32)[:, None, None]
-    mean /= (c1 - c0).astype(F32)[None, :, None]
-    return np.ascontiguousarray(mean.transpose(2, 0, 1))[None]
+    sums = _values(np.take(px, c1, axis=1), rows) - _values(np.take(px, c0, axis=1), rows)
+    return _bin_means(sums, r1 - r0, c1 - c0)[None]
 
 
 def area_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
