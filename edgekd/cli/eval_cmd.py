@@ -7,10 +7,8 @@ import click
 from edgekd.artifacts import ENGINE_SUFFIXES
 from edgekd.cli import params
 from edgekd.cli.app import cli
-from edgekd.detect.faces import RULES
+from edgekd.detect.faces import ONE_FACE_RULES
 from edgekd.runtime.base import TORCH_PRECISIONS
-
-EVAL_RULES = tuple(r for r in RULES if r != "all")  # one face per photo (edgekd.detect.photoset.EVAL_RULES)
 
 
 @cli.command("eval")
@@ -53,7 +51,7 @@ EVAL_RULES = tuple(r for r in RULES if r != "all")  # one face per photo (edgekd
                         "dropped: pairs protocol, each pair using it is an error at every threshold; all-pairs, it "
                         "matches nothing (its genuine pairs are rejected). The JSON's detection block lists them.",
                         settings=True)
-@click.option("--face", "face_rule", type=click.Choice(EVAL_RULES), default=EVAL_RULES[0], show_default=True,
+@click.option("--face", "face_rule", type=click.Choice(ONE_FACE_RULES), default=ONE_FACE_RULES[0], show_default=True,
               help="With --detector: which face of a photo is embedded (largest-central: insightface's align_lfw "
                    "choice, area - 2 x squared offset from the centre).")
 def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plot, reference, flip, no_flip,
@@ -75,7 +73,7 @@ def eval_cmd(weights, onnx_path, engine, model, data, images_root, out_json, plo
     for p in given + ([reference] if reference else []):
         if not Path(p).is_file():
             raise EdgekdError(f"{p}: no such file")
-    if detector is None and face_rule != EVAL_RULES[0]:
+    if detector is None and face_rule != ONE_FACE_RULES[0]:
         raise click.UsageError("--face applies to --detector only")
     if detector is not None:
         from edgekd.detect.photoset import load_raw_data

@@ -5,7 +5,7 @@ import click
 from edgekd.artifacts import ENGINE_SUFFIXES
 from edgekd.cli import params
 from edgekd.cli.app import cli
-from edgekd.detect.faces import RULES
+from edgekd.detect.faces import ONE_FACE_RULES
 
 _IMAGE = params.Path(exists=True, dir_okay=False)
 
@@ -19,7 +19,7 @@ _IMAGE = params.Path(exists=True, dir_okay=False)
               help="Embedder TensorRT engine (" + "/".join(ENGINE_SUFFIXES) + ") with its sidecar.")
 @click.option("--model", help="Registry name giving the preprocessing of an --onnx file without edgekd metadata.")
 @params.detector_option("Needed when A or B is a raw photo (not an aligned crop).", settings=True)
-@click.option("--face", "rule", type=click.Choice([r for r in RULES if r != "all"]), default="largest-central",
+@click.option("--face", "rule", type=click.Choice(ONE_FACE_RULES), default=ONE_FACE_RULES[0],
               show_default=True, help="Which face of a raw photo with several: largest-central (insightface's "
                                       "align_lfw choice: area - 2 x squared offset from the centre) or largest.")
 @click.option("--far", type=click.FloatRange(0, 1, min_open=True),

@@ -8,7 +8,8 @@ import numpy as np
 
 from edgekd.errors import EdgekdError
 
-RULES = ("largest-central", "largest", "all")
+ONE_FACE_RULES = ("largest-central", "largest")  # one face per photo: what a pair compares, an evaluation embeds
+RULES = (*ONE_FACE_RULES, "all")
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,9 @@ import numpy as np
 from edgekd.data.image import FACE_SIZE, decode_image
 from edgekd.data.verification import VerificationSet, lfw_image_path, parse_pairs
 from edgekd.detect.align import detect_and_align
-from edgekd.detect.faces import RULES
+from edgekd.detect.faces import ONE_FACE_RULES
 from edgekd.detect.folder import detection_summary
 from edgekd.errors import EdgekdError
-
-EVAL_RULES = tuple(r for r in RULES if r != "all")  # one embedding per photo: "all" has no place in a pair protocol
-
 
 def raw_pairs(pairs_txt: str | Path, images_root: str | Path, folds: list[int] | None = None
               ) -> tuple[VerificationSet, list[Path]]:
@@ -104,8 +101,8 @@ class DetectedSet:
 
     def __init__(self, base, files: list[Path], detector, rule: str = "largest-central",
                  size: tuple[int, int] = FACE_SIZE, root: str | Path | None = None):
-        if rule not in EVAL_RULES:
-            raise EdgekdError(f"face rule {rule!r}: evaluation embeds one face per photo ({', '.join(EVAL_RULES)})")
+        if rule not in ONE_FACE_RULES:
+            raise EdgekdError(f"face rule {rule!r}: evaluation embeds one face per photo ({', '.join(ONE_FACE_RULES)})")
         self.base, self.files, self.detector, self.rule, self.size = base, [Path(f) for f in files], detector, rule, \
             tuple(size)
         self.root = Path(root) if root is not None else None

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.detect.faces import ONE_FACE_RULES
 from edgekd.errors import EdgekdError
 
 DEFAULT_FAR = 1e-4
-VERIFY_RULES = ("largest-central", "largest")  # one face per photo: a pair compares two faces
 GATE_HINT = "edgekd export --gate-data DATA"
 
 
@@ -111,8 +111,8 @@ def needs_detector(photos) -> bool:
 
 def verify_photos(photos, embedder, detector, chosen: dict, rule: str = "largest-central") -> dict:
     """The verdict record of two read photos (read_photos) at `chosen` (choose_threshold)."""
-    if rule not in VERIFY_RULES:
-        raise EdgekdError(f"face rule {rule!r}: verification compares one face per photo ({', '.join(VERIFY_RULES)})")
+    if rule not in ONE_FACE_RULES:
+        raise EdgekdError(f"face rule {rule!r}: verification compares one face per photo ({', '.join(ONE_FACE_RULES)})")
     size = aligned_size(embedder.preprocess)
     for p, img, kind in photos:
         if kind == "raw" and detector is None:
