@@ -46,6 +46,14 @@ class Preprocess:
         x /= np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
+    @property
+    def aligned_size(self) -> tuple[int, int]:
+        """(H, W) of the aligned face this preprocessing takes before its own crop (crops are centred margins)."""
+        if self.crop is None:
+            return tuple(self.input_size)
+        t, l, h, w = self.crop
+        return (2 * t + h, 2 * l + w)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 

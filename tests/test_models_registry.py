@@ -141,7 +141,8 @@ def test_model_preprocess_without_torch():
             "from edgekd.models.registry import model_preprocess\n"
             "p = model_preprocess('mobilefacenet_casia_xiaoccer')\n"
             "assert p.input_size == (112, 96) and p.crop == (0, 8, 112, 96), p\n"
-            "assert model_preprocess('mbf').input_size == (112, 112)\n"
+            "assert p.aligned_size == (112, 112), p.aligned_size  # cut from the 112x112 ArcFace crop\n"
+            "assert model_preprocess('mbf').input_size == model_preprocess('mbf').aligned_size == (112, 112)\n"
             "from edgekd.errors import EdgekdError\n"
             "try:\n    model_preprocess('nope')\nexcept EdgekdError as e:\n    assert 'unknown model' in str(e)\n"
             "else:\n    raise AssertionError('no error')\n")

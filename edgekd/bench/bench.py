@@ -90,10 +90,10 @@ def time_frames(rt, source: str | Path, *, max_frames: int | None = 200, warmup:
                 progress: bool = False) -> dict:
     """Per-frame time as a deployed app on precollected video: read+decode, fit to the model input
     (resize + centre crop, or as is for aligned faces), normalise, infer at batch 1."""
-    from edgekd.bench.video import aligned_size, fit_frame, iter_frames
+    from edgekd.bench.video import fit_frame, iter_frames
 
     pp = rt.preprocess
-    size = aligned_size(pp)
+    size = pp.aligned_size
     decode, fit, norm, infer, total = [], [], [], [], []
     resized = 0
     warm = warmup

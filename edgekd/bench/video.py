@@ -19,7 +19,6 @@ from edgekd.data.image import decode_image
 from edgekd.detect.align import align_faces, detect_and_align
 from edgekd.errors import EdgekdError
 from edgekd.eval.metrics import l2_normalize
-from edgekd.preprocess import Preprocess
 
 BACKGROUND = (128, 128, 128)  # the flat grey of composited test frames
 
@@ -43,14 +42,6 @@ def composite_frame(photos: list[np.ndarray], k: int, size: tuple[int, int] = (6
         canvas.paste(Image.fromarray(np.asarray(photos[i], np.uint8)).resize((side, side), Image.BILINEAR), (x, y))
         slots.append((i, [x, y, x + side, y + side]))
     return np.asarray(canvas), slots
-
-
-def aligned_size(pp: Preprocess) -> tuple[int, int]:
-    """Size of the aligned face the preprocessing expects before its own crop (crops are centred margins)."""
-    if pp.crop is None:
-        return tuple(pp.input_size)
-    t, l, h, w = pp.crop
-    return (2 * t + h, 2 * l + w)
 
 
 def fit_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -138,7 +129,7 @@ def build_gallery(folder: str | Path, detector, embedder) -> dict:
     if not subs:
         raise EdgekdError(f"{folder}: a gallery is a folder of identity subfolders of photos")
     pp = embedder.preprocess
-    size = aligned_size(pp)
+    size = pp.aligned_size
     names, rows = [], []
     for sub in subs:
         crops = []
@@ -165,7 +156,7 @@ def bench_video_pipeline(frames, detector, embedder, gallery: dict | None = None
     from edgekd.bench.bench import _stats
 
     pp = embedder.preprocess
-    size = aligned_size(pp)
+    size = pp.aligned_size
     net_log: dict = {}
     nets = detector.networks
     detector.networks = {n: _Timed(f, net_log, n) for n, f in nets.items()}

@@ -28,13 +28,6 @@ DEFAULT_FAR = 1e-4
 GATE_HINT = "edgekd export --gate-data DATA"
 
 
-def aligned_size(preprocess) -> tuple[int, int]:
-    """(H, W) of the aligned crop `preprocess` takes: its input size, or the image its centred crop is cut from."""
-    from edgekd.bench.video import aligned_size as size
-
-    return size(preprocess)
-
-
 def choose_threshold(meta: dict, artifact, far: float | None = None, threshold: float | None = None) -> dict:
     """{"threshold", "far", "source", "flip"}: `threshold` as given (source "command line"), else the artifact's
     stored cosine threshold at `far` (default 1e-4). No stored thresholds, or none at that FAR, is an error naming
@@ -113,7 +106,7 @@ def verify_photos(photos, embedder, detector, chosen: dict, rule: str = "largest
     """The verdict record of two read photos (read_photos) at `chosen` (choose_threshold)."""
     if rule not in ONE_FACE_RULES:
         raise EdgekdError(f"face rule {rule!r}: verification compares one face per photo ({', '.join(ONE_FACE_RULES)})")
-    size = aligned_size(embedder.preprocess)
+    size = embedder.preprocess.aligned_size
     for p, img, kind in photos:
         if kind == "raw" and detector is None:
             raise EdgekdError(f"{p}: a raw {img.shape[1]}x{img.shape[0]} photo, not an aligned {size[1]}x{size[0]} "
@@ -147,7 +140,7 @@ def verify_pair(a, b, embedder, detector=None, *, far: float | None = None, thre
     `edgekd verify --json`). The threshold is chosen and both images decoded before any face is detected."""
     chosen = choose_threshold(embedder.meta or {}, embedder.artifact or getattr(embedder, "name", "embedder"),
                               far, threshold)
-    return verify_photos(read_photos((a, b), aligned_size(embedder.preprocess)), embedder, detector, chosen, rule)
+    return verify_photos(read_photos((a, b), embedder.preprocess.aligned_size), embedder, detector, chosen, rule)
 
 
 def run_verify(a, b, artifact, detector_path=None, *, far: float | None = None, threshold: float | None = None,
@@ -173,7 +166,7 @@ def run_verify(a, b, artifact, detector_path=None, *, far: float | None = None, 
         for w in said:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         chosen = choose_threshold(rt.meta or {}, artifact, far, threshold)
-        photos = read_photos((a, b), aligned_size(rt.preprocess))
+        photos = read_photos((a, b), rt.preprocess.aligned_size)
         det = None
         if detector_path is not None and needs_detector(photos):
             from edgekd.detect.open import open_detector
