@@ -180,7 +180,7 @@ def _detector_parity(reference, engines, photos: list, photos_from: str) -> dict
     """Per network: max abs output difference between the engines and ONNX Runtime on the inputs the pipeline
     really gives them (P-Net's pyramid levels, R-/O-Net's crops of the photos); per photo: faces and their largest
     box / landmark difference."""
-    from edgekd.export.detector import _max_px
+    from edgekd.export.detector import compare_detections
 
     nets = reference.networks
     recorders = {n: _Recorder(f) for n, f in nets.items()}
@@ -201,14 +201,12 @@ def _detector_parity(reference, engines, photos: list, photos_from: str) -> dict
                 for a, b in zip(nets[name](part), engines.networks[name](part)):
                     d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
                     worst[name] = max(worst[name], float(d.max()) if d.size else 0.0)
-    diffs = [_max_px(a, b) for a, b in zip(want, got)]
-    finite = [d for d in diffs if np.isfinite(d)]
-    mismatches = int(sum(not np.isfinite(d) for d in diffs))
-    max_px = max(finite) if finite else None
+    same = compare_detections(want, got)
     return {"photos": len(photos), "photos_from": photos_from, "network_max_abs": worst, "network_inputs": calls,
-            "faces_onnxruntime": int(sum(map(len, want))), "faces_engine": int(sum(map(len, got))),
-            "count_mismatches": mismatches, "max_px": max_px, "max_px_allowed": DETECTOR_MAX_PX,
-            "ok": bool(sum(map(len, want))) and mismatches == 0 and (max_px or 0.0) <= DETECTOR_MAX_PX}
+            "faces_onnxruntime": int(sum(map(len, want))), "faces_engine": int(sum(map(len, got))), **same,
+            "max_px_allowed": DETECTOR_MAX_PX,
+            "ok": bool(sum(map(len, want))) and same["count_mismatches"] == 0
+            and (same["max_px"] or 0.0) <= DETECTOR_MAX_PX}
 
 
 def _detector_latency(detector, frames: list, warmup: int = 1) -> dict:
@@ -289,8 +287,9 @@ def _check_detector(given: dict, out: Path, trt, photos: list, photos_from: str,
         files = given["files"]
         engines_from = "given"
         precision = files["pnet"].name[: -len(files["pnet"].suffix)].rsplit(".", 1)[-1]
-        built = {n: {"engine": str(f), "profile": read_sidecar(f).get("profile"),
-                     "api_path": read_sidecar(f).get("api_path")} for n, f in files.items()}
+        sides = {n: read_sidecar(f) for n, f in files.items()}
+        built = {n: {"engine": str(f), "profile": sides[n].get("profile"), "api_path": sides[n].get("api_path")}
+                 for n, f in files.items()}
         have = ((built["pnet"]["profile"] or {}).get("input") or {}).get("max")
         need = engine_shapes("pnet", (h, w), (1, 1, 1), MtcnnSettings())["input"][2]
         if have and any(a > b for a, b in zip(need, have)):
@@ -306,8 +305,7 @@ def _check_detector(given: dict, out: Path, trt, photos: list, photos_from: str,
         built = build_detector_engines(folder, DETECTOR_PRECISION, detector=DETECTOR, frame_size=(h, w), trt=trt)
         files = {n: engine_path(folder / detector_stem(DETECTOR, n), DETECTOR_PRECISION) for n in NETWORKS}
     photos = [_fit_photo(p, max(w, h)) for p in photos]
-    truth = [composite_frame(photos, k, (w, h))[1] for k in range(n_frames + 1)]
-    frames = [composite_frame(photos, k, (w, h))[0] for k in range(n_frames + 1)]
+    frames, truth = map(list, zip(*(composite_frame(photos, k, (w, h)) for k in range(n_frames + 1))))
     with open_detector(given["reference"], device="cpu") as ref, open_detector(files["pnet"], device="cuda:0") as det:
         parity = _detector_parity(ref, det, photos, photos_from)
         log(f"detector: engines vs ONNX Runtime on {parity['photos']} photos: {parity['faces_onnxruntime']} faces, "

@@ -107,6 +107,14 @@ def _max_px(a, b) -> float:
     return float(max(boxes, marks))
 
 
+def compare_detections(want: list, got: list) -> dict:
+    """Two detectors' faces on the same photos (a list of faces per photo): photos whose face counts differ, and
+    the largest box / landmark difference over the others (None when no photo is comparable)."""
+    diffs = [_max_px(a, b) for a, b in zip(want, got)]
+    finite = [d for d in diffs if np.isfinite(d)]
+    return {"count_mismatches": int(sum(not np.isfinite(d) for d in diffs)), "max_px": max(finite) if finite else None}
+
+
 def _network_parity(torch_nets: dict, onnx_nets: dict, rng) -> dict:
     """Per network: max abs output difference on random normalised inputs (P-Net at two level sizes)."""
     shapes = {"pnet": [(1, 3, 12, 12), (1, 3, 97, 131)], "rnet": [(1, 3, 24, 24), (7, 3, 24, 24)],
@@ -132,11 +140,8 @@ def check_detector_parity(folder: Path, variant: Variant, torch_nets: dict, phot
         nets = _network_parity(torch_nets, deployed.networks, np.random.default_rng(0))
         report = {"variant": variant.tag, "network_max_abs": nets, "photos": len(photos), "photos_from": photos_from}
         if photos:
-            diffs = [_max_px(want, deployed(p)) for p, want in zip(photos, reference)]
-            finite = [d for d in diffs if np.isfinite(d)]
             report.update(faces_reference=int(sum(len(want) for want in reference)),
-                          count_mismatches=int(sum(not np.isfinite(d) for d in diffs)),
-                          max_px=max(finite) if finite else None)
+                          **compare_detections(reference, [deployed(p) for p in photos]))
     return report
 
 
