@@ -20,8 +20,10 @@ FARS = (1e-1, 1e-2, 1e-3)
 # Squared distances of pairs scored wrong whatever the threshold: beyond every threshold ("different") for a
 # same-identity pair, below every one ("same") for a different-identity pair; as cosines -1.5 and +1.5.
 WRONG_SAME_DIST, WRONG_DIFFERENT_DIST = 5.0, -1.0
+WRONG_SAME_COS, WRONG_DIFFERENT_COS = 1 - WRONG_SAME_DIST / 2, 1 - WRONG_DIFFERENT_DIST / 2  # cos = 1 - dist / 2
 WRONG_RULE = ("a pair using a photo with no face is a wrong decision at every threshold: a same-identity pair is "
-              "scored as different, a different-identity pair as same (distance 5.0 / -1.0, cosine -1.5 / +1.5)")
+              f"scored as different, a different-identity pair as same (distance {WRONG_SAME_DIST} / "
+              f"{WRONG_DIFFERENT_DIST}, cosine {WRONG_SAME_COS} / {WRONG_DIFFERENT_COS:+})")
 
 
 def force_wrong(dist: np.ndarray, issame: np.ndarray, wrong: np.ndarray | None) -> np.ndarray:
@@ -30,6 +32,13 @@ def force_wrong(dist: np.ndarray, issame: np.ndarray, wrong: np.ndarray | None) 
         return dist
     wrong = np.asarray(wrong, bool)
     return np.where(wrong, np.where(issame, WRONG_SAME_DIST, WRONG_DIFFERENT_DIST), dist)
+
+
+def force_wrong_cosine(cos: np.ndarray, issame: np.ndarray, wrong: np.ndarray | None) -> np.ndarray:
+    """Cosines with the `wrong` pairs moved where every threshold misjudges them (force_wrong's, as cosines)."""
+    if wrong is None:
+        return cos
+    return np.where(np.asarray(wrong, bool), np.where(issame, WRONG_SAME_COS, WRONG_DIFFERENT_COS), cos)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -103,7 +112,7 @@ def sphereface_accuracy(feat1: np.ndarray, feat2: np.ndarray, issame: np.ndarray
         train, test = folds != k, folds == k
         mu = np.concatenate([feat1[train & ~wrong], feat2[train & ~wrong]]).mean(axis=0)
         s = np.sum(l2_normalize(feat1 - mu) * l2_normalize(feat2 - mu), axis=1)
-        s = np.where(wrong, np.where(issame, -1.5, 1.5), s)
+        s = force_wrong_cosine(s, issame, wrong)
         pos, neg = np.sort(s[train & issame]), np.sort(s[train & ~issame])
         correct = pos.size - np.searchsorted(pos, grid, "right") + np.searchsorted(neg, grid, "left")
         t = grid[correct == correct.max()].mean()

@@ -17,7 +17,8 @@ from typing import Callable
 import numpy as np
 
 from edgekd.errors import EdgekdError
-from edgekd.eval.metrics import WRONG_RULE, force_wrong, l2_normalize, sphereface_accuracy, verification_metrics
+from edgekd.eval.metrics import (WRONG_RULE, force_wrong_cosine, l2_normalize, sphereface_accuracy,
+                                 verification_metrics)
 from edgekd.preprocess import Preprocess
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]
@@ -182,8 +183,8 @@ def evaluate(
     if plot is not None:
         from edgekd.eval.roc import plot_roc
 
-        cos_pairs = 1.0 - force_wrong(2.0 - 2.0 * np.sum(e.emb[r1].astype(np.float64) * e.emb[r2], axis=1),
-                                      vset.issame, wrong) / 2.0
+        cos_pairs = force_wrong_cosine(np.sum(e.emb[r1].astype(np.float64) * e.emb[r2], axis=1), vset.issame,
+                                       wrong)
         plot_roc(plot, cos_pairs, vset.issame, title=f"{getattr(vset, 'name', 'verification')}: "
                  f"acc {100 * result['accuracy_mean']:.2f}% ± {100 * result['accuracy_std']:.2f}, "
                  f"AUC {result['auc']:.4f}")
